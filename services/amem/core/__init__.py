@@ -1,0 +1,1 @@
+"""Shared library: domain model, errors, settings helpers, logging and the note store."""

@@ -1,0 +1,92 @@
+"""Client adapter for the embedding service: owns its channel, retries UNAVAILABLE with
+backoff (gRPC's own retry policy), puts a deadline on every call and turns status codes into
+domain errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from amem.core.errors import from_grpc_code
+from amem.embedding.v1 import embedding_pb2, embedding_pb2_grpc
+
+_SERVICE = "amem.embedding.v1.EmbeddingService"
+
+# Embedding is idempotent, so a call that found no live server can safely be retried.
+_SERVICE_CONFIG = json.dumps(
+    {
+        # Spread calls over every address the name resolves to (a headless Service in k8s).
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [{"service": _SERVICE}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: list[list[float]]
+    truncated: list[bool]
+    token_counts: list[int]
+
+
+class EmbeddingClient:
+    def __init__(self, target: str, *, timeout_s: float = 10.0) -> None:
+        self._timeout = timeout_s
+        self._channel = grpc.aio.insecure_channel(
+            target,
+            options=[
+                ("grpc.service_config", _SERVICE_CONFIG),
+                ("grpc.enable_retries", 1),
+                ("grpc.keepalive_time_ms", 30_000),
+            ],
+        )
+        self._stub = embedding_pb2_grpc.EmbeddingServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def embed(self, texts: Sequence[str]) -> EmbedResult:
+        try:
+            reply = await self._stub.Embed(
+                embedding_pb2.EmbedRequest(texts=list(texts)), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_grpc_code(exc.code(), exc.details(), peer="embedding service") from exc
+        return EmbedResult(
+            vectors=[list(e.values) for e in reply.embeddings],
+            truncated=[e.truncated for e in reply.embeddings],
+            token_counts=[e.token_count for e in reply.embeddings],
+        )
+
+    async def model_info(self) -> embedding_pb2.ModelInfo:
+        try:
+            return await self._stub.GetModelInfo(
+                embedding_pb2.GetModelInfoRequest(), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_grpc_code(exc.code(), exc.details(), peer="embedding service") from exc
+
+    async def is_serving(self, timeout_s: float = 1.0) -> bool:
+        try:
+            reply = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=_SERVICE), timeout=timeout_s
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,91 @@
+"""The domain model: an A-MEM note and the filters that select notes.
+
+Field names follow A-MEM's `MemoryNote` (id, content, keywords, links, tags, context, category,
+timestamp, last_accessed, retrieval_count, evolution_history) so that users of the library find
+what they know, plus what a multi-user service needs (user_id, agent_id, free-form metadata,
+evolution status, version).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Free-form metadata values: JSON scalars. Nested structures would not survive the filters a
+# later issue adds on metadata keys, so they are refused at the API boundary.
+MetadataValue = str | int | float | bool | None
+
+
+class EvolutionStatus(StrEnum):
+    """Where a note stands with the LLM work (construction, linking, evolution)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_note_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(frozen=False, extra="forbid")
+
+    id: str = Field(default_factory=new_note_id)
+    content: str
+    keywords: list[str] = Field(default_factory=list)
+    links: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    context: str = ""
+    category: str = ""
+    timestamp: datetime = Field(default_factory=utcnow)
+    last_accessed: datetime = Field(default_factory=utcnow)
+    retrieval_count: int = 0
+    evolution_history: list[dict[str, Any]] = Field(default_factory=list)
+    user_id: str | None = None
+    agent_id: str | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    status: EvolutionStatus = EvolutionStatus.PENDING
+    status_reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    # Bumped on every stored change; lets writers detect that they raced another writer.
+    version: int = 1
+
+    def embedding_text(self) -> str:
+        """The text that is embedded: A-MEM enriches the content with the note's attributes."""
+        parts = [self.content]
+        if self.context:
+            parts.append(f"context: {self.context}")
+        if self.keywords:
+            parts.append(f"keywords: {', '.join(self.keywords)}")
+        if self.tags:
+            parts.append(f"tags: {', '.join(self.tags)}")
+        return "\n".join(parts)
+
+
+class NoteFilter(BaseModel):
+    """A conjunction of conditions on a tenant's notes; unset fields do not filter."""
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    tag: str | None = None
+    category: str | None = None
+    status: EvolutionStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class ScoredNote(BaseModel):
+    note: Note
+    # Cosine similarity to the query; None for notes reached through links rather than search.
+    score: float | None
+    linked_from: str | None = None

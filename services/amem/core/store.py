@@ -1,0 +1,302 @@
+"""The note store: ChromaDB, reached over its HTTP API, is the system of record.
+
+Each tenant's notes live in their own collection (`amem-<tenant>`): a where-filter on a shared
+collection costs ~10x on every query (measured: p50 5.5 ms unfiltered vs 62 ms with a 1%
+filter at 100k vectors), and a forgotten filter would leak notes across tenants.
+
+A note is one Chroma record: the document is the note's content, the embedding is supplied by
+the caller (the embedding service), and every other field is metadata. Chroma keeps string
+arrays as arrays (order and duplicates intact) but refuses empty ones, so an empty list is
+stored as an absent key, and setting a key to None removes it (Chroma merges metadata on
+upsert). Timestamps are integer microseconds since the epoch so that range filters work and
+the value round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import chromadb
+import httpx
+from chromadb.api import AsyncClientAPI
+from chromadb.api.models.AsyncCollection import AsyncCollection
+from chromadb.config import Settings
+from chromadb.errors import ChromaError
+
+from amem.core.errors import InvalidArgument, NotFound, Unavailable
+from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_LIST_FIELDS = ("keywords", "links", "tags")
+_TIME_FIELDS = ("timestamp", "last_accessed", "created_at", "updated_at")
+# Chroma's $or/$in take lists; keep each filter small enough for a quick plan.
+_ID_CHUNK = 100
+
+
+def to_micros(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    return _EPOCH + value * _MICROSECOND
+
+
+def to_metadata(note: Note) -> dict[str, Any]:
+    meta: dict[str, Any] = {name: getattr(note, name) or None for name in _LIST_FIELDS}
+    meta.update({name: to_micros(getattr(note, name)) for name in _TIME_FIELDS})
+    meta.update(
+        context=note.context,
+        category=note.category,
+        retrieval_count=note.retrieval_count,
+        evolution_history=json.dumps(note.evolution_history, separators=(",", ":")),
+        user_id=note.user_id,
+        agent_id=note.agent_id,
+        metadata=json.dumps(note.metadata, separators=(",", ":")),
+        status=note.status.value,
+        status_reason=note.status_reason,
+        version=note.version,
+    )
+    return meta
+
+
+def from_record(note_id: str, document: str, meta: dict[str, Any]) -> Note:
+    return Note(
+        id=note_id,
+        content=document,
+        **{name: list(meta.get(name) or []) for name in _LIST_FIELDS},
+        **{name: from_micros(meta[name]) for name in _TIME_FIELDS},
+        context=meta.get("context", ""),
+        category=meta.get("category", ""),
+        retrieval_count=meta.get("retrieval_count", 0),
+        evolution_history=json.loads(meta.get("evolution_history") or "[]"),
+        user_id=meta.get("user_id"),
+        agent_id=meta.get("agent_id"),
+        metadata=json.loads(meta.get("metadata") or "{}"),
+        status=EvolutionStatus(meta.get("status", EvolutionStatus.PENDING)),
+        status_reason=meta.get("status_reason"),
+        version=meta.get("version", 1),
+    )
+
+
+def to_where(flt: NoteFilter | None) -> dict[str, Any] | None:
+    """Chroma's where clause for a filter; None when nothing is filtered."""
+    if flt is None:
+        return None
+    clauses: list[dict[str, Any]] = []
+    for name in ("user_id", "agent_id", "category"):
+        value = getattr(flt, name)
+        if value is not None:
+            clauses.append({name: value})
+    if flt.status is not None:
+        clauses.append({"status": flt.status.value})
+    if flt.tag is not None:
+        clauses.append({"tags": {"$contains": flt.tag}})
+    if flt.since is not None:
+        clauses.append({"timestamp": {"$gte": to_micros(flt.since)}})
+    if flt.until is not None:
+        clauses.append({"timestamp": {"$lt": to_micros(flt.until)}})
+    return _conjoin(clauses, "$and")
+
+
+def _conjoin(clauses: list[dict[str, Any]], op: str) -> dict[str, Any] | None:
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {op: clauses}
+
+
+def _chunks(items: Sequence[str], size: int = _ID_CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@asynccontextmanager
+async def _chroma_errors() -> AsyncIterator[None]:
+    """Turn the Chroma client's failures into domain errors."""
+    try:
+        yield
+    except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
+        raise Unavailable(f"chromadb is unreachable: {type(exc).__name__}") from exc
+    except ChromaError as exc:
+        if exc.code() >= 500:
+            raise Unavailable(f"chromadb failed: {exc.message()}") from exc
+        raise InvalidArgument(f"chromadb refused the request: {exc.message()}") from exc
+
+
+class NoteStore:
+    """Tenant-scoped CRUD and vector search over ChromaDB's HTTP API."""
+
+    def __init__(self, host: str, port: int, *, collection_prefix: str = "amem-") -> None:
+        self._host = host
+        self._port = port
+        self._prefix = collection_prefix
+        self._client: AsyncClientAPI | None = None
+        self._collections: dict[str, AsyncCollection] = {}
+        self._lock = asyncio.Lock()
+
+    async def _get_client(self) -> AsyncClientAPI:
+        # Connect lazily: the gateway may start before ChromaDB is up (readiness covers that).
+        if self._client is None:
+            async with self._lock, _chroma_errors():
+                if self._client is None:
+                    self._client = await chromadb.AsyncHttpClient(
+                        host=self._host,
+                        port=self._port,
+                        settings=Settings(anonymized_telemetry=False),
+                    )
+        return self._client
+
+    async def _collection(self, tenant: str) -> AsyncCollection:
+        col = self._collections.get(tenant)
+        if col is None:
+            client = await self._get_client()
+            async with _chroma_errors():
+                col = await client.get_or_create_collection(
+                    f"{self._prefix}{tenant}",
+                    embedding_function=None,
+                    configuration={"hnsw": {"space": "cosine"}},
+                    metadata={"amem_tenant": tenant},
+                )
+            self._collections[tenant] = col
+        return col
+
+    async def heartbeat(self) -> None:
+        client = await self._get_client()
+        async with _chroma_errors():
+            await client.heartbeat()
+
+    async def put(
+        self, tenant: str, notes: Sequence[Note], embeddings: Sequence[Sequence[float]]
+    ) -> None:
+        """Store whole notes (insert or replace) in one atomic Chroma write."""
+        if len(notes) != len(embeddings):
+            raise ValueError("one embedding per note")
+        if not notes:
+            return
+        col = await self._collection(tenant)
+        async with _chroma_errors():
+            await col.upsert(
+                ids=[n.id for n in notes],
+                embeddings=[list(e) for e in embeddings],
+                documents=[n.content for n in notes],
+                metadatas=[to_metadata(n) for n in notes],
+            )
+
+    async def update_fields(self, tenant: str, notes: Sequence[Note], fields: Iterable[str]) -> None:
+        """Write only `fields` of existing notes, keeping their embeddings (no re-embedding)."""
+        if not notes:
+            return
+        keys = set(fields)
+        col = await self._collection(tenant)
+        async with _chroma_errors():
+            await col.update(
+                ids=[n.id for n in notes],
+                metadatas=[{k: v for k, v in to_metadata(n).items() if k in keys} for n in notes],
+            )
+
+    async def get(self, tenant: str, note_id: str) -> Note:
+        found = await self.get_many(tenant, [note_id])
+        if not found:
+            raise NotFound(f"memory {note_id!r} not found")
+        return found[0]
+
+    async def get_many(self, tenant: str, ids: Sequence[str]) -> list[Note]:
+        """The notes that exist among `ids`, in the order of `ids` (missing ones are skipped)."""
+        if not ids:
+            return []
+        col = await self._collection(tenant)
+        by_id: dict[str, Note] = {}
+        async with _chroma_errors():
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                got = await col.get(ids=list(chunk), include=["documents", "metadatas"])
+                for note in _notes(got):
+                    by_id[note.id] = note
+        return [by_id[i] for i in ids if i in by_id]
+
+    async def list(
+        self, tenant: str, flt: NoteFilter | None, *, limit: int, offset: int
+    ) -> tuple[list[Note], bool]:
+        """A page of notes in insertion order, and whether more follow.
+
+        Chroma returns records in insertion order and keeps a record's place when it is
+        updated, so offsets stay valid while notes are added or changed during a listing.
+        """
+        col = await self._collection(tenant)
+        async with _chroma_errors():
+            got = await col.get(
+                where=to_where(flt),
+                limit=limit + 1,
+                offset=offset,
+                include=["documents", "metadatas"],
+            )
+        notes = _notes(got)
+        return notes[:limit], len(notes) > limit
+
+    async def search(
+        self, tenant: str, embedding: Sequence[float], *, k: int, flt: NoteFilter | None
+    ) -> list[ScoredNote]:
+        """The k notes nearest to `embedding` by cosine similarity, best first."""
+        col = await self._collection(tenant)
+        async with _chroma_errors():
+            got = await col.query(
+                query_embeddings=[list(embedding)],
+                n_results=k,
+                where=to_where(flt),
+                include=["documents", "metadatas", "distances"],
+            )
+        ids, docs, metas = got["ids"][0], got["documents"][0], got["metadatas"][0]
+        dists = got["distances"][0]
+        return [
+            ScoredNote(note=from_record(i, d, m), score=1.0 - float(dist))
+            for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
+        ]
+
+    async def count(self, tenant: str) -> int:
+        col = await self._collection(tenant)
+        async with _chroma_errors():
+            return await col.count()
+
+    async def ids_where(self, tenant: str, flt: NoteFilter) -> list[str]:
+        col = await self._collection(tenant)
+        async with _chroma_errors():
+            got = await col.get(where=to_where(flt), include=[])
+        return list(got["ids"])
+
+    async def delete(self, tenant: str, ids: Sequence[str]) -> None:
+        col = await self._collection(tenant)
+        async with _chroma_errors():
+            for chunk in _chunks(list(ids)):
+                await col.delete(ids=list(chunk))
+
+    async def linking_to(self, tenant: str, ids: Sequence[str]) -> list[Note]:
+        """Notes whose links name any of `ids`."""
+        col = await self._collection(tenant)
+        found: dict[str, Note] = {}
+        async with _chroma_errors():
+            for chunk in _chunks(list(ids)):
+                where = _conjoin([{"links": {"$contains": i}} for i in chunk], "$or")
+                got = await col.get(where=where, include=["documents", "metadatas"])
+                for note in _notes(got):
+                    found[note.id] = note
+        return list(found.values())
+
+    async def close(self) -> None:
+        self._collections.clear()
+        self._client = None
+
+
+def _notes(got: Any) -> list[Note]:
+    return [
+        from_record(i, d, m)
+        for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+    ]

@@ -1,0 +1,3 @@
+from amem.embedding.server import main
+
+main()
