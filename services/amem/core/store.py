@@ -121,11 +121,14 @@ def _chunks(items: Sequence[str], size: int = _ID_CHUNK) -> Iterable[Sequence[st
 
 
 @asynccontextmanager
-async def _chroma_errors() -> AsyncIterator[None]:
-    """Turn the Chroma client's failures into domain errors."""
+async def _chroma_errors(timeout_s: float | None) -> AsyncIterator[None]:
+    """Bound a Chroma call in time and turn the client's failures into domain errors."""
     try:
-        yield
-    except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError as exc:
+        raise Unavailable(f"chromadb did not answer within {timeout_s}s") from exc
+    except (httpx.TransportError, ConnectionError) as exc:
         raise Unavailable(f"chromadb is unreachable: {type(exc).__name__}") from exc
     except ChromaError as exc:
         if exc.code() >= 500:
@@ -136,7 +139,10 @@ async def _chroma_errors() -> AsyncIterator[None]:
 class NoteStore:
     """Tenant-scoped CRUD and vector search over ChromaDB's HTTP API."""
 
-    def __init__(self, host: str, port: int, *, collection_prefix: str = "amem-") -> None:
+    def __init__(
+        self, host: str, port: int, *, timeout_s: float = 10.0, collection_prefix: str = "amem-"
+    ) -> None:
+        self._timeout = timeout_s
         self._host = host
         self._port = port
         self._prefix = collection_prefix
@@ -147,7 +153,7 @@ class NoteStore:
     async def _get_client(self) -> AsyncClientAPI:
         # Connect lazily: the gateway may start before ChromaDB is up (readiness covers that).
         if self._client is None:
-            async with self._lock, _chroma_errors():
+            async with self._lock, _chroma_errors(self._timeout):
                 if self._client is None:
                     self._client = await chromadb.AsyncHttpClient(
                         host=self._host,
@@ -160,7 +166,7 @@ class NoteStore:
         col = self._collections.get(tenant)
         if col is None:
             client = await self._get_client()
-            async with _chroma_errors():
+            async with _chroma_errors(self._timeout):
                 col = await client.get_or_create_collection(
                     f"{self._prefix}{tenant}",
                     embedding_function=None,
@@ -172,7 +178,7 @@ class NoteStore:
 
     async def heartbeat(self) -> None:
         client = await self._get_client()
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             await client.heartbeat()
 
     async def put(
@@ -184,7 +190,7 @@ class NoteStore:
         if not notes:
             return
         col = await self._collection(tenant)
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             await col.upsert(
                 ids=[n.id for n in notes],
                 embeddings=[list(e) for e in embeddings],
@@ -192,16 +198,24 @@ class NoteStore:
                 metadatas=[to_metadata(n) for n in notes],
             )
 
-    async def update_fields(self, tenant: str, notes: Sequence[Note], fields: Iterable[str]) -> None:
-        """Write only `fields` of existing notes, keeping their embeddings (no re-embedding)."""
+    async def update_fields(
+        self, tenant: str, notes: Sequence[Note], fields: Iterable[str] | None = None
+    ) -> None:
+        """Write `fields` (default: all but content) of existing notes, keeping their embeddings.
+
+        Writing only some fields leaves the others as a concurrent writer set them.
+        """
         if not notes:
             return
-        keys = set(fields)
+        keys = None if fields is None else set(fields)
         col = await self._collection(tenant)
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             await col.update(
                 ids=[n.id for n in notes],
-                metadatas=[{k: v for k, v in to_metadata(n).items() if k in keys} for n in notes],
+                metadatas=[
+                    {k: v for k, v in to_metadata(n).items() if keys is None or k in keys}
+                    for n in notes
+                ],
             )
 
     async def get(self, tenant: str, note_id: str) -> Note:
@@ -216,7 +230,7 @@ class NoteStore:
             return []
         col = await self._collection(tenant)
         by_id: dict[str, Note] = {}
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             for chunk in _chunks(list(dict.fromkeys(ids))):
                 got = await col.get(ids=list(chunk), include=["documents", "metadatas"])
                 for note in _notes(got):
@@ -232,7 +246,7 @@ class NoteStore:
         updated, so offsets stay valid while notes are added or changed during a listing.
         """
         col = await self._collection(tenant)
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             got = await col.get(
                 where=to_where(flt),
                 limit=limit + 1,
@@ -247,7 +261,7 @@ class NoteStore:
     ) -> list[ScoredNote]:
         """The k notes nearest to `embedding` by cosine similarity, best first."""
         col = await self._collection(tenant)
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             got = await col.query(
                 query_embeddings=[list(embedding)],
                 n_results=k,
@@ -263,18 +277,18 @@ class NoteStore:
 
     async def count(self, tenant: str) -> int:
         col = await self._collection(tenant)
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             return await col.count()
 
     async def ids_where(self, tenant: str, flt: NoteFilter) -> list[str]:
         col = await self._collection(tenant)
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             got = await col.get(where=to_where(flt), include=[])
         return list(got["ids"])
 
     async def delete(self, tenant: str, ids: Sequence[str]) -> None:
         col = await self._collection(tenant)
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             for chunk in _chunks(list(ids)):
                 await col.delete(ids=list(chunk))
 
@@ -282,7 +296,7 @@ class NoteStore:
         """Notes whose links name any of `ids`."""
         col = await self._collection(tenant)
         found: dict[str, Note] = {}
-        async with _chroma_errors():
+        async with _chroma_errors(self._timeout):
             for chunk in _chunks(list(ids)):
                 where = _conjoin([{"links": {"$contains": i}} for i in chunk], "$or")
                 got = await col.get(where=where, include=["documents", "metadatas"])

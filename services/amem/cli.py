@@ -1,0 +1,66 @@
+"""The `amem` command: `amem run` starts the whole system locally in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from amem.devstack import LocalStack, ProcessDied
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = LocalStack(
+        data_dir=Path(os.environ.get("AMEM_DATA_DIR", "data")).resolve(),
+        gateway_port=int(os.environ.get("AMEM_PORT", "8080")),
+        dev_api_key=os.environ.get("AMEM_DEV_API_KEY", "amem-dev-key"),
+        log_dir=None,  # children write to this terminal
+    )
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"amem: starting ChromaDB, the embedding service and the gateway (data in {stack.data_dir})")
+    try:
+        stack.start()
+        key = stack.dev_api_key
+        print(
+            f"""
+amem is serving the REST API on {stack.gateway_url}  (OpenAPI docs: {stack.gateway_url}/docs)
+development API key: {key}
+
+  curl -s -X POST {stack.gateway_url}/v1/memories -H 'Authorization: Bearer {key}' \\
+       -H 'Content-Type: application/json' -d '{{"content": "The deploy key rotates every Monday"}}'
+  curl -s -X POST {stack.gateway_url}/v1/memories/search -H 'Authorization: Bearer {key}' \\
+       -H 'Content-Type: application/json' -d '{{"query": "when do keys rotate?", "k": 3}}'
+
+Ctrl-C stops everything.""",
+            flush=True,
+        )
+        while True:
+            stack.check_alive()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\namem: stopping", flush=True)
+        return 0
+    except (ProcessDied, TimeoutError) as exc:
+        print(f"amem: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="amem", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run ChromaDB, the embedding service and the gateway locally")
+    args = parser.parse_args(argv)
+    return {"run": run}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The gateway: amem's public REST API (FastAPI)."""

@@ -1,0 +1,3 @@
+from amem.gateway.app import main
+
+main()

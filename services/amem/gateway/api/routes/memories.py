@@ -1,0 +1,207 @@
+"""/v1/memories: CRUD, listing, search, links and erasure."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, BackgroundTasks, Query, Response, status
+
+from amem.core.errors import InvalidArgument, PayloadTooLarge
+from amem.core.model import EvolutionStatus, NoteFilter
+from amem.gateway.api.deps import Service, Settings, Tenant
+from amem.gateway.schemas import (
+    EraseResponse,
+    ErrorBody,
+    LinkedMemory,
+    LinksResponse,
+    MemoryBatchCreate,
+    MemoryBatchWritten,
+    MemoryCreate,
+    MemoryPage,
+    MemoryPublic,
+    MemoryUpdate,
+    MemoryWritten,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+)
+
+_ERRORS = {
+    401: {"model": ErrorBody, "description": "Missing or invalid API key"},
+    422: {"model": ErrorBody, "description": "Invalid request"},
+    503: {"model": ErrorBody, "description": "A dependency is unavailable; retry after Retry-After"},
+}
+_NOT_FOUND = {404: {"model": ErrorBody, "description": "No such memory for this tenant"}}
+
+router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=_ERRORS)
+
+
+
+def _written(note, truncated: bool) -> MemoryWritten:
+    return MemoryWritten(**MemoryPublic.of(note).model_dump(), embedding_truncated=truncated)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_memory")
+async def create_memory(body: MemoryCreate, tenant: Tenant, service: Service) -> MemoryWritten:
+    """Store a memory. It is durable when this returns; LLM work follows asynchronously
+    (status `pending`)."""
+    [(note, truncated)] = await service.create(tenant, [body])
+    return _written(note, truncated)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="create_memories",
+    responses={413: {"model": ErrorBody, "description": "Too many memories in one batch"}},
+)
+async def create_memories(
+    body: MemoryBatchCreate, tenant: Tenant, service: Service, settings: Settings
+) -> MemoryBatchWritten:
+    """Store several memories at once: all of them or, on error, none."""
+    if len(body.memories) > settings.max_batch:
+        raise PayloadTooLarge(
+            f"batch holds {len(body.memories)} memories; the limit is {settings.max_batch}"
+        )
+    written = await service.create(tenant, body.memories)
+    return MemoryBatchWritten(memories=[_written(n, t) for n, t in written])
+
+
+def _cursor_key(flt: NoteFilter) -> str:
+    return hashlib.sha256(flt.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _encode_cursor(offset: int, flt: NoteFilter) -> str:
+    raw = orjson.dumps({"o": offset, "f": _cursor_key(flt)})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, flt: NoteFilter) -> int:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        offset, key = int(data["o"]), data["f"]
+    except Exception as exc:
+        raise InvalidArgument("cursor is not valid: pass next_cursor back unchanged") from exc
+    if key != _cursor_key(flt) or offset < 0:
+        raise InvalidArgument("cursor belongs to a listing with other filters")
+    return offset
+
+
+@router.get("", operation_id="list_memories")
+async def list_memories(
+    tenant: Tenant,
+    service: Service,
+    settings: Settings,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    tag: str | None = None,
+    category: str | None = None,
+    status_: Annotated[EvolutionStatus | None, Query(alias="status")] = None,
+    since: Annotated[datetime | None, Query(description="timestamp >= since")] = None,
+    until: Annotated[datetime | None, Query(description="timestamp < until")] = None,
+    limit: Annotated[int, Query(ge=1, description="Page size (at most max_page_size)")] = 50,
+    cursor: str | None = None,
+) -> MemoryPage:
+    """List memories in insertion order, one page at a time."""
+    if limit > settings.max_page_size:
+        raise InvalidArgument(f"limit {limit} exceeds max_page_size {settings.max_page_size}")
+    flt = NoteFilter(
+        user_id=user_id,
+        agent_id=agent_id,
+        tag=tag,
+        category=category,
+        status=status_,
+        since=since,
+        until=until,
+    )
+    offset = _decode_cursor(cursor, flt) if cursor else 0
+    notes, more = await service.list(tenant, flt, limit=limit, offset=offset)
+    return MemoryPage(
+        memories=[MemoryPublic.of(n) for n in notes],
+        next_cursor=_encode_cursor(offset + len(notes), flt) if more else None,
+    )
+
+
+@router.delete("", operation_id="erase_memories")
+async def erase_memories(
+    tenant: Tenant,
+    service: Service,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+) -> EraseResponse:
+    """Erase every memory of a user (and/or agent). Refuses to run without a scope."""
+    if user_id is None and agent_id is None:
+        raise InvalidArgument("give user_id and/or agent_id: erasing a whole tenant is refused")
+    deleted, unlinked = await service.erase(tenant, NoteFilter(user_id=user_id, agent_id=agent_id))
+    return EraseResponse(deleted=deleted, unlinked=unlinked)
+
+
+@router.post("/search", operation_id="search_memories")
+async def search_memories(
+    body: SearchRequest,
+    tenant: Tenant,
+    service: Service,
+    settings: Settings,
+    background: BackgroundTasks,
+) -> SearchResponse:
+    """The k memories closest in meaning to the query, best first."""
+    if body.k > settings.max_k:
+        raise InvalidArgument(f"k {body.k} exceeds max_k {settings.max_k}")
+    hits = await service.search(
+        tenant,
+        body.query,
+        k=body.k,
+        flt=NoteFilter(**body.filters.model_dump()),
+        include_links=body.include_links,
+    )
+    background.add_task(service.record_access, tenant, [h.note for h in hits])
+    return SearchResponse(results=[SearchHit.of(h) for h in hits])
+
+
+@router.get("/{memory_id}", operation_id="get_memory", responses=_NOT_FOUND)
+async def get_memory(memory_id: str, tenant: Tenant, service: Service) -> MemoryPublic:
+    return MemoryPublic.of(await service.get(tenant, memory_id))
+
+
+@router.patch("/{memory_id}", operation_id="update_memory", responses=_NOT_FOUND)
+async def update_memory(
+    memory_id: str, body: MemoryUpdate, tenant: Tenant, service: Service
+) -> MemoryWritten:
+    """Change some fields of a memory; it is re-embedded when its embedded text changes."""
+    note, truncated = await service.update(tenant, memory_id, body)
+    return _written(note, truncated)
+
+
+@router.delete(
+    "/{memory_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="delete_memory",
+    responses=_NOT_FOUND,
+)
+async def delete_memory(memory_id: str, tenant: Tenant, service: Service) -> Response:
+    """Delete a memory and remove it from other memories' links."""
+    await service.delete(tenant, memory_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{memory_id}/links", operation_id="get_memory_links", responses=_NOT_FOUND)
+async def get_memory_links(
+    memory_id: str,
+    tenant: Tenant,
+    service: Service,
+    settings: Settings,
+    depth: Annotated[int, Query(ge=1, description="Hops to follow (at most max_link_depth)")] = 1,
+) -> LinksResponse:
+    """The memory's neighbourhood in the link graph, to a given depth."""
+    if depth > settings.max_link_depth:
+        raise InvalidArgument(f"depth {depth} exceeds max_link_depth {settings.max_link_depth}")
+    found, edges = await service.neighbourhood(tenant, memory_id, depth)
+    return LinksResponse(
+        root=memory_id,
+        memories=[LinkedMemory(memory=MemoryPublic.of(n), depth=d) for n, d in found],
+        edges=edges,
+    )

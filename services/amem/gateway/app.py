@@ -1,0 +1,77 @@
+"""The FastAPI application: `create_app(settings)`; `python -m amem.gateway` serves it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from amem.core.embedding_client import EmbeddingClient
+from amem.core.store import NoteStore
+from amem.gateway import errors
+from amem.gateway.api.routes import health, memories
+from amem.gateway.auth import KeyRing
+from amem.gateway.evolution import EvolutionHook, NoEvolution
+from amem.gateway.limits import BodySizeLimit
+from amem.gateway.service import MemoryService
+from amem.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None) -> FastAPI:
+    keyring = KeyRing(settings.all_api_keys())  # fails fast on a bad key configuration
+    if not len(keyring):
+        log.warning("no API keys configured: every request will get 401")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = NoteStore(settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s)
+        embedder = EmbeddingClient(settings.embedding_target, timeout_s=settings.embedding_timeout_s)
+        app.state.store = store
+        app.state.embedder = embedder
+        app.state.service = MemoryService(store, embedder, evolution or NoEvolution())
+        try:
+            yield
+        finally:
+            await embedder.close()
+            await store.close()
+
+    app = FastAPI(
+        title="amem",
+        summary="Long-term, self-organising memory for LLM agents (A-MEM as a service).",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.keyring = keyring
+    errors.install(app)
+    app.include_router(memories.router)
+    app.include_router(health.router)
+    Instrumentator(
+        should_group_status_codes=False,
+        excluded_handlers=["/metrics", "/healthz", "/readyz"],
+    ).instrument(app, metric_namespace="amem", metric_subsystem="gateway").expose(
+        app, include_in_schema=False
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    from amem.core import logs
+
+    settings = GatewaySettings()
+    logs.configure("gateway", level=settings.log_level, json_logs=settings.json_logs)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,26 @@
+"""The seam where the evolution service plugs in.
+
+Notes are stored with status `pending`, and that status in ChromaDB is the durable record of
+work to do: an evolution worker that restarts finds pending notes by querying for them, so
+nothing depends on this in-process hook having been called. The hook only makes new work
+visible sooner (for example by a gRPC call to the evolution service).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class EvolutionHook(Protocol):
+    async def notes_changed(self, tenant: str, note_ids: Sequence[str]) -> None: ...
+
+
+class NoEvolution:
+    """No evolution service configured: notes stay `pending` until one runs."""
+
+    async def notes_changed(self, tenant: str, note_ids: Sequence[str]) -> None:
+        log.debug("no evolution service: %d notes left pending", len(note_ids))

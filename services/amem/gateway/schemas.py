@@ -1,0 +1,175 @@
+"""REST schemas, split by purpose: what a caller sends (Create/Update) and what we return
+(Public). Limits live in the field types so that OpenAPI documents them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from amem.core.model import EvolutionStatus, MetadataValue, Note, ScoredNote
+
+MAX_CONTENT_CHARS = 16_000
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Content = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS), AfterValidator(_not_blank)
+]
+Term = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Terms = Annotated[list[Term], Field(max_length=32)]
+Context = Annotated[str, StringConstraints(max_length=2_000)]
+Category = Annotated[str, StringConstraints(max_length=100)]
+Principal = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+NoteId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Metadata = Annotated[
+    dict[MetadataKey, Annotated[MetadataValue, Field(union_mode="left_to_right")]],
+    Field(max_length=32),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemoryCreate(_Strict):
+    """A new memory. Only `content` is required; the evolution service fills in keywords,
+    context and tags that are left out."""
+
+    content: Content
+    keywords: Terms = []
+    tags: Terms = []
+    context: Context = ""
+    category: Category = ""
+    timestamp: datetime | None = Field(
+        default=None, description="When the remembered thing happened; defaults to now."
+    )
+    user_id: Principal | None = None
+    agent_id: Principal | None = None
+    metadata: Metadata = {}
+    links: Annotated[list[NoteId], Field(max_length=64)] = Field(
+        default=[], description="Ids of existing memories of the same tenant."
+    )
+
+
+class MemoryUpdate(_Strict):
+    """Fields to change; fields left out stay as they are. `user_id`/`agent_id` may be null to
+    clear them."""
+
+    content: Content | None = None
+    keywords: Terms | None = None
+    tags: Terms | None = None
+    context: Context | None = None
+    category: Category | None = None
+    timestamp: datetime | None = None
+    user_id: Principal | None = None
+    agent_id: Principal | None = None
+    metadata: Metadata | None = None
+    links: Annotated[list[NoteId], Field(max_length=64)] | None = None
+
+
+class MemoryPublic(BaseModel):
+    id: str
+    content: str
+    keywords: list[str]
+    links: list[str]
+    tags: list[str]
+    context: str
+    category: str
+    timestamp: datetime
+    last_accessed: datetime
+    retrieval_count: int
+    evolution_history: list[dict[str, Any]]
+    user_id: str | None
+    agent_id: str | None
+    metadata: dict[str, MetadataValue]
+    status: EvolutionStatus
+    status_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, note: Note) -> MemoryPublic:
+        return cls.model_validate(note.model_dump())
+
+
+class MemoryWritten(MemoryPublic):
+    embedding_truncated: bool = Field(
+        description="True when the embedded text exceeded the model's token limit and only its "
+        "start was embedded (the whole content is still stored)."
+    )
+
+
+class MemoryBatchCreate(_Strict):
+    memories: Annotated[list[MemoryCreate], Field(min_length=1)]
+
+
+class MemoryBatchWritten(BaseModel):
+    memories: list[MemoryWritten]
+
+
+class MemoryPage(BaseModel):
+    memories: list[MemoryPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class SearchFilters(_Strict):
+    user_id: Principal | None = None
+    agent_id: Principal | None = None
+    tag: Term | None = None
+    category: Category | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class SearchRequest(_Strict):
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4_000), AfterValidator(_not_blank)]
+    k: int = Field(default=10, ge=1)
+    filters: SearchFilters = SearchFilters()
+    include_links: bool = Field(
+        default=False,
+        description="Also return the memories linked from the hits (as A-MEM's search_agentic).",
+    )
+
+
+class SearchHit(BaseModel):
+    memory: MemoryPublic
+    score: float | None = Field(description="Cosine similarity; null for linked memories.")
+    linked_from: str | None = Field(default=None, description="The hit this memory is linked from.")
+
+    @classmethod
+    def of(cls, hit: ScoredNote) -> SearchHit:
+        return cls(memory=MemoryPublic.of(hit.note), score=hit.score, linked_from=hit.linked_from)
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchHit]
+
+
+class LinkedMemory(BaseModel):
+    memory: MemoryPublic
+    depth: int
+
+
+class LinksResponse(BaseModel):
+    root: str
+    memories: list[LinkedMemory]
+    edges: list[tuple[str, str]] = Field(description="(from, to) pairs between returned memories.")
+
+
+class EraseResponse(BaseModel):
+    deleted: int
+    unlinked: int = Field(description="Other memories whose links to the erased ones were removed.")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str

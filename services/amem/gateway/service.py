@@ -1,0 +1,150 @@
+"""What the REST API does, independent of HTTP: validation across notes, embedding, storage."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from amem.core.embedding_client import EmbeddingClient
+from amem.core.errors import InvalidArgument, NotFound
+from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcnow
+from amem.core.store import NoteStore
+from amem.gateway.evolution import EvolutionHook
+from amem.gateway.schemas import MemoryCreate, MemoryUpdate
+
+log = logging.getLogger(__name__)
+
+
+class MemoryService:
+    def __init__(self, store: NoteStore, embedder: EmbeddingClient, evolution: EvolutionHook):
+        self._store = store
+        self._embedder = embedder
+        self._evolution = evolution
+
+    async def create(self, tenant: str, items: Sequence[MemoryCreate]) -> list[tuple[Note, bool]]:
+        """Store new notes atomically; returns each note and whether its embedding truncated."""
+        notes = []
+        for item in items:
+            fields = item.model_dump(exclude_none=True)
+            notes.append(Note(**fields))
+        await self._check_links(tenant, {link for n in notes for link in n.links})
+        embedded = await self._embedder.embed([n.embedding_text() for n in notes])
+        await self._store.put(tenant, notes, embedded.vectors)
+        await self._evolution.notes_changed(tenant, [n.id for n in notes])
+        return list(zip(notes, embedded.truncated, strict=True))
+
+    async def get(self, tenant: str, note_id: str) -> Note:
+        return await self._store.get(tenant, note_id)
+
+    async def list(
+        self, tenant: str, flt: NoteFilter, *, limit: int, offset: int
+    ) -> tuple[list[Note], bool]:
+        return await self._store.list(tenant, flt, limit=limit, offset=offset)
+
+    async def update(self, tenant: str, note_id: str, change: MemoryUpdate) -> tuple[Note, bool]:
+        note = await self._store.get(tenant, note_id)
+        changed = change.model_dump(exclude_unset=True)
+        for name, value in changed.items():
+            if value is None and name not in ("user_id", "agent_id"):
+                raise InvalidArgument(f"{name} cannot be null")
+        if "links" in changed:
+            if note_id in changed["links"]:
+                raise InvalidArgument("a memory cannot link to itself")
+            await self._check_links(tenant, set(changed["links"]))
+        updated = note.model_copy(update=changed)
+        if "content" in changed and changed["content"] != note.content:
+            # New content needs the LLM work again.
+            updated.status, updated.status_reason = EvolutionStatus.PENDING, None
+        updated.version = note.version + 1
+        updated.updated_at = utcnow()
+        truncated = False
+        if updated.embedding_text() != note.embedding_text():
+            embedded = await self._embedder.embed([updated.embedding_text()])
+            truncated = embedded.truncated[0]
+            await self._store.put(tenant, [updated], embedded.vectors)
+        else:
+            await self._store.update_fields(tenant, [updated])
+        if updated.status is EvolutionStatus.PENDING and note.status is not EvolutionStatus.PENDING:
+            await self._evolution.notes_changed(tenant, [note_id])
+        return updated, truncated
+
+    async def delete(self, tenant: str, note_id: str) -> None:
+        await self._store.get(tenant, note_id)  # 404 for an unknown id
+        await self._store.delete(tenant, [note_id])
+        await self._unlink(tenant, [note_id])
+
+    async def erase(self, tenant: str, flt: NoteFilter) -> tuple[int, int]:
+        """Delete every note matching a scoped filter; returns (deleted, unlinked)."""
+        ids = await self._store.ids_where(tenant, flt)
+        await self._store.delete(tenant, ids)
+        return len(ids), await self._unlink(tenant, ids)
+
+    async def search(
+        self, tenant: str, query: str, *, k: int, flt: NoteFilter, include_links: bool
+    ) -> list[ScoredNote]:
+        embedded = await self._embedder.embed([query])
+        hits = await self._store.search(tenant, embedded.vectors[0], k=k, flt=flt)
+        if include_links:
+            seen = {h.note.id for h in hits}
+            wanted: dict[str, str] = {}
+            for hit in hits:
+                for link in hit.note.links:
+                    if link not in seen and link not in wanted:
+                        wanted[link] = hit.note.id
+            for note in await self._store.get_many(tenant, list(wanted)):
+                hits.append(ScoredNote(note=note, score=None, linked_from=wanted[note.id]))
+        return hits
+
+    async def record_access(self, tenant: str, notes: Sequence[Note]) -> None:
+        """Count a retrieval of each note (A-MEM's retrieval_count and last_accessed).
+
+        Best effort and after the response: only those two fields are written, so a concurrent
+        edit of the note's content is never overwritten; two concurrent retrievals may count once.
+        """
+        now = utcnow()
+        touched = [
+            n.model_copy(update={"retrieval_count": n.retrieval_count + 1, "last_accessed": now})
+            for n in notes
+        ]
+        try:
+            await self._store.update_fields(tenant, touched, {"retrieval_count", "last_accessed"})
+        except Exception:  # a note deleted meanwhile, or the store went away: not worth failing
+            log.warning("could not record access to %d notes", len(touched), exc_info=True)
+
+    async def neighbourhood(
+        self, tenant: str, note_id: str, depth: int
+    ) -> tuple[list[tuple[Note, int]], list[tuple[str, str]]]:
+        """Notes reachable from `note_id` over links within `depth` hops (breadth first)."""
+        root = await self._store.get(tenant, note_id)
+        found: dict[str, tuple[Note, int]] = {root.id: (root, 0)}
+        frontier = [root]
+        for level in range(1, depth + 1):
+            wanted = [l for n in frontier for l in n.links if l not in found]
+            frontier = await self._store.get_many(tenant, list(dict.fromkeys(wanted)))
+            for note in frontier:
+                found[note.id] = (note, level)
+            if not frontier:
+                break
+        edges = [(n.id, l) for n, _ in found.values() for l in n.links if l in found]
+        return list(found.values()), edges
+
+    async def _check_links(self, tenant: str, ids: set[str]) -> None:
+        if not ids:
+            return
+        existing = {n.id for n in await self._store.get_many(tenant, list(ids))}
+        missing = sorted(ids - existing)
+        if missing:
+            raise InvalidArgument(f"links name memories that do not exist: {', '.join(missing)}")
+
+    async def _unlink(self, tenant: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        gone = set(ids)
+        linking = [n for n in await self._store.linking_to(tenant, ids) if n.id not in gone]
+        now = utcnow()
+        for note in linking:
+            note.links = [l for l in note.links if l not in gone]
+            note.version += 1
+            note.updated_at = now
+        await self._store.update_fields(tenant, linking, {"links", "version", "updated_at"})
+        return len(linking)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from amem.core.settings import CommonSettings
+
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class GatewaySettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="AMEM_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    chroma_host: str = "127.0.0.1"
+    chroma_port: int = Field(default=8000, ge=1, le=65535)
+    chroma_timeout_s: float = Field(default=10.0, gt=0)
+    embedding_target: str = "127.0.0.1:50051"
+    embedding_timeout_s: float = Field(default=10.0, gt=0)
+
+    # API keys: a JSON object {tenant: key}, where key is the plain key or "sha256:<hex>" of it,
+    # given inline (AMEM_API_KEYS) or in a mounted file (AMEM_API_KEYS_FILE). Prefer hashes.
+    api_keys: dict[str, str | list[str]] = Field(default_factory=dict)
+    api_keys_file: Path | None = None
+    # A development key for the tenant "dev" (`make run` sets it); never set in production.
+    dev_api_key: str | None = None
+
+    # Limits.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_batch: int = Field(default=100, ge=1, le=1000)
+    max_k: int = Field(default=100, ge=1, le=1000)
+    max_page_size: int = Field(default=500, ge=1)
+    max_link_depth: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    def all_api_keys(self) -> dict[str, list[str]]:
+        """Every configured key (plain or sha256:hex) by tenant."""
+        keys: dict[str, list[str]] = {}
+
+        def add(source: dict[str, str | list[str]]) -> None:
+            for tenant, value in source.items():
+                keys.setdefault(tenant, []).extend([value] if isinstance(value, str) else value)
+
+        add(self.api_keys)
+        if self.api_keys_file is not None:
+            add(json.loads(self.api_keys_file.read_text()))
+        if self.dev_api_key:
+            add({"dev": self.dev_api_key})
+        return keys
