@@ -13,11 +13,11 @@ PROTO_OUT := $(patsubst protos/%.proto,services/%_pb2.py,$(PROTO_SRC))
 # pytest arguments, e.g. `make test PYTEST_ARGS='-k search -x'`.
 PYTEST_ARGS ?=
 
-.PHONY: help install protos run test test-fast lint clean
+.PHONY: help install protos run test lint clean
 
 help:
 	@echo "make run    - run the whole system locally (REST API on http://127.0.0.1:$${AMEM_PORT:-8080})"
-	@echo "make test   - run the test suite against real processes"
+	@echo "make test   - lint, then run the test suite against real processes"
 	@echo "make lint   - ruff"
 	@echo "make protos - regenerate gRPC stubs from protos/"
 
@@ -41,10 +41,10 @@ services/%_pb2.py: protos/%.proto $(STAMP)
 run: install
 	$(PY) -m amem run
 
-test: install
+test: install lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: $(STAMP)
 	$(PY) -m ruff check services tests
 	$(PY) -m ruff format --check services tests
 

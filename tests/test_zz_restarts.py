@@ -28,7 +28,9 @@ def _eventually(check, timeout=30.0):
 
 
 def _write_some(api, user_id, n):
-    return [create(api, content=f"durable note {i} for {user_id}", user_id=user_id) for i in range(n)]
+    return [
+        create(api, content=f"durable note {i} for {user_id}", user_id=user_id) for i in range(n)
+    ]
 
 
 def _assert_all_present(api, notes, user_id):

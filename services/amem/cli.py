@@ -24,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
-    print(f"amem: starting ChromaDB, the embedding service and the gateway (data in {stack.data_dir})")
+    print(
+        f"amem: starting ChromaDB, the embedding service and the gateway (data in {stack.data_dir})"
+    )
     try:
         stack.start()
         key = stack.dev_api_key

@@ -76,7 +76,9 @@ class Process:
     def check_alive(self) -> None:
         if not self.alive():
             code = self.popen.returncode if self.popen else None
-            raise ProcessDied(f"{self.name} exited with {code}\n--- log tail ---\n{self.log_tail()}")
+            raise ProcessDied(
+                f"{self.name} exited with {code}\n--- log tail ---\n{self.log_tail()}"
+            )
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds."""
@@ -168,7 +170,9 @@ class LocalStack:
         path = self.data_dir / "chroma"
         path.mkdir(parents=True, exist_ok=True)
         args = [_executable("chroma"), "run", "--path", str(path), "--host", "127.0.0.1"]
-        env = self._env(RUST_LOG=os.environ.get("RUST_LOG", "warn"))  # chroma logs every request at info
+        env = self._env(
+            RUST_LOG=os.environ.get("RUST_LOG", "warn")
+        )  # chroma logs every request at info
         proc = self._process("chromadb", [*args, "--port", str(self.chroma_port)], env)
         proc.start()
         url = f"http://127.0.0.1:{self.chroma_port}/api/v2/heartbeat"

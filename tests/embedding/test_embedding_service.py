@@ -49,7 +49,12 @@ def test_long_text_is_truncated_and_says_so(stack):
 
 @pytest.mark.parametrize(
     ("texts", "message"),
-    [([], "empty"), ([""], "texts[0]"), (["ok", "x" * 40_000], "texts[1]"), (["t"] * 300, "too many")],
+    [
+        ([], "empty"),
+        ([""], "texts[0]"),
+        (["ok", "x" * 40_000], "texts[1]"),
+        (["t"] * 300, "too many"),
+    ],
 )
 def test_limits_give_invalid_argument(stack, texts, message):
     with pytest.raises(grpc.RpcError) as err:
@@ -109,7 +114,9 @@ def test_health_is_not_serving_until_the_model_is_loaded(stack, tmp_path):
         AMEM_EMBEDDING_METRICS_PORT="0",
         AMEM_EMBEDDING_BACKEND="torch",  # the other backend than the stack's, loaded from scratch
     )
-    proc = Process("embedding-torch", [sys.executable, "-m", "amem.embedding"], env, tmp_path / "e.log")
+    proc = Process(
+        "embedding-torch", [sys.executable, "-m", "amem.embedding"], env, tmp_path / "e.log"
+    )
     proc.start()
     try:
         seen = []

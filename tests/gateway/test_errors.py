@@ -32,7 +32,9 @@ def test_invalid_bodies_get_422_naming_the_field(api, body, names):
 
 
 def test_malformed_json_gets_422(api):
-    r = api.post("/v1/memories", content=b'{"content": ', headers={"content-type": "application/json"})
+    r = api.post(
+        "/v1/memories", content=b'{"content": ', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422
     assert r.json()["error"] == "invalid_argument"
 

@@ -37,12 +37,33 @@ def test_pagination_survives_writes_during_the_listing(api, user_id):
 
 
 def test_filters(api, user_id):
-    create(api, content="a", user_id=user_id, agent_id="planner", tags=["x"], category="c1",
-           timestamp="2021-01-01T00:00:00Z")
-    create(api, content="b", user_id=user_id, agent_id="coder", tags=["x", "y"], category="c2",
-           timestamp="2022-01-01T00:00:00Z")
-    create(api, content="c", user_id=user_id, agent_id="coder", tags=["y"], category="c2",
-           timestamp="2023-01-01T00:00:00Z")
+    create(
+        api,
+        content="a",
+        user_id=user_id,
+        agent_id="planner",
+        tags=["x"],
+        category="c1",
+        timestamp="2021-01-01T00:00:00Z",
+    )
+    create(
+        api,
+        content="b",
+        user_id=user_id,
+        agent_id="coder",
+        tags=["x", "y"],
+        category="c2",
+        timestamp="2022-01-01T00:00:00Z",
+    )
+    create(
+        api,
+        content="c",
+        user_id=user_id,
+        agent_id="coder",
+        tags=["y"],
+        category="c2",
+        timestamp="2023-01-01T00:00:00Z",
+    )
 
     def contents(**params):
         r = api.get("/v1/memories", params={"user_id": user_id, **params})

@@ -47,7 +47,9 @@ def test_defaults_for_a_bare_note(api):
 
 
 def test_patch_changes_only_given_fields_and_reembeds(api, user_id):
-    note = create(api, content="The office wifi password is on the fridge", user_id=user_id, tags=["home"])
+    note = create(
+        api, content="The office wifi password is on the fridge", user_id=user_id, tags=["home"]
+    )
     r = api.patch(f"/v1/memories/{note['id']}", json={"tags": ["office", "wifi"], "agent_id": None})
     assert r.status_code == 200, r.text
     updated = r.json()

@@ -50,8 +50,15 @@ def test_search_filters_and_k(api, user_id):
 
 
 def test_search_time_range(api, user_id):
-    create(api, content="Old news about the merger", user_id=user_id, timestamp="2020-01-01T00:00:00Z")
-    create(api, content="Fresh news about the merger", user_id=user_id, timestamp="2024-06-01T00:00:00Z")
+    create(
+        api, content="Old news about the merger", user_id=user_id, timestamp="2020-01-01T00:00:00Z"
+    )
+    create(
+        api,
+        content="Fresh news about the merger",
+        user_id=user_id,
+        timestamp="2024-06-01T00:00:00Z",
+    )
     results = _search(
         api, "merger news", filters={"user_id": user_id, "since": "2023-01-01T00:00:00Z"}
     )
@@ -61,7 +68,10 @@ def test_search_time_range(api, user_id):
 def test_include_links_adds_linked_neighbours(api, user_id):
     target = create(api, content="Quarterly budget spreadsheet lives in the finance drive")
     hit = create(
-        api, content="Ask Priya about the Q3 marketing budget", user_id=user_id, links=[target["id"]]
+        api,
+        content="Ask Priya about the Q3 marketing budget",
+        user_id=user_id,
+        links=[target["id"]],
     )
     plain = _search(api, "Priya marketing budget", k=1, filters={"user_id": user_id})
     assert [r["memory"]["id"] for r in plain] == [hit["id"]]

@@ -35,9 +35,9 @@ def test_tenant_b_cannot_touch_tenant_a(api, api_b, user_id):
     assert api_b.get(f"/v1/memories/{nid}/links").status_code == 404
     listed = api_b.get("/v1/memories", params={"user_id": user_id}).json()["memories"]
     assert listed == []
-    found = api_b.post(
-        "/v1/memories/search", json={"query": "secret launch date", "k": 50}
-    ).json()["results"]
+    found = api_b.post("/v1/memories/search", json={"query": "secret launch date", "k": 50}).json()[
+        "results"
+    ]
     assert nid not in [h["memory"]["id"] for h in found]
     assert api_b.delete("/v1/memories", params={"user_id": user_id}).json()["deleted"] == 0
     r = api_b.post("/v1/memories", json={"content": "link across", "links": [nid]})

@@ -100,7 +100,9 @@ async def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = list(service_names)
     await set_serving(health_servicer, names, False)
-    reflection.enable_server_reflection([*names, reflection.SERVICE_NAME, health.SERVICE_NAME], server)
+    reflection.enable_server_reflection(
+        [*names, reflection.SERVICE_NAME, health.SERVICE_NAME], server
+    )
     port = server.add_insecure_port(addr)
     if port == 0:
         raise RuntimeError(f"could not bind gRPC server to {addr}")

@@ -103,9 +103,7 @@ class DynamicBatcher:
             for r in batch:
                 QUEUE_WAIT.observe(started - r.enqueued)
             try:
-                encoded = await loop.run_in_executor(
-                    self._executor, self._encode, texts
-                )
+                encoded = await loop.run_in_executor(self._executor, self._encode, texts)
             except Exception as exc:  # the model failed: every caller in the batch learns why
                 for r in batch:
                     if not r.future.done():

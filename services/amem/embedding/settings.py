@@ -44,5 +44,6 @@ class EmbeddingSettings(CommonSettings):
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     # Request limits.
     max_texts_per_call: int = Field(default=256, ge=1)
-    max_text_chars: int = Field(default=20_000, ge=1)
+    # Large enough for a maximal note: 16k content + context, keywords and tags.
+    max_text_chars: int = Field(default=32_000, ge=1)
     shutdown_grace_s: float = Field(default=10.0, ge=0)

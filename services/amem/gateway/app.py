@@ -29,8 +29,12 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = NoteStore(settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s)
-        embedder = EmbeddingClient(settings.embedding_target, timeout_s=settings.embedding_timeout_s)
+        store = NoteStore(
+            settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
+        )
+        embedder = EmbeddingClient(
+            settings.embedding_target, timeout_s=settings.embedding_timeout_s
+        )
         app.state.store = store
         app.state.embedder = embedder
         app.state.service = MemoryService(store, embedder, evolution or NoEvolution())

@@ -30,7 +30,9 @@ class KeyRing:
                 digest = m.group(1) if m else hash_key(key)
                 other = self._tenant_by_hash.setdefault(digest, tenant)
                 if other != tenant:
-                    raise ValueError(f"one API key is configured for tenants {other!r} and {tenant!r}")
+                    raise ValueError(
+                        f"one API key is configured for tenants {other!r} and {tenant!r}"
+                    )
 
     def __len__(self) -> int:
         return len(self._tenant_by_hash)

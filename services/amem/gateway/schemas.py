@@ -118,7 +118,9 @@ class MemoryBatchWritten(BaseModel):
 
 class MemoryPage(BaseModel):
     memories: list[MemoryPublic]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
 
 
 class SearchFilters(_Strict):
@@ -131,7 +133,9 @@ class SearchFilters(_Strict):
 
 
 class SearchRequest(_Strict):
-    query: Annotated[str, StringConstraints(min_length=1, max_length=4_000), AfterValidator(_not_blank)]
+    query: Annotated[
+        str, StringConstraints(min_length=1, max_length=4_000), AfterValidator(_not_blank)
+    ]
     k: int = Field(default=10, ge=1)
     filters: SearchFilters = SearchFilters()
     include_links: bool = Field(

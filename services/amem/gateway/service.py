@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from amem.core.embedding_client import EmbeddingClient
-from amem.core.errors import InvalidArgument, NotFound
+from amem.core.errors import InvalidArgument
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcnow
 from amem.core.store import NoteStore
 from amem.gateway.evolution import EvolutionHook
@@ -119,13 +119,13 @@ class MemoryService:
         found: dict[str, tuple[Note, int]] = {root.id: (root, 0)}
         frontier = [root]
         for level in range(1, depth + 1):
-            wanted = [l for n in frontier for l in n.links if l not in found]
+            wanted = [link for n in frontier for link in n.links if link not in found]
             frontier = await self._store.get_many(tenant, list(dict.fromkeys(wanted)))
             for note in frontier:
                 found[note.id] = (note, level)
             if not frontier:
                 break
-        edges = [(n.id, l) for n, _ in found.values() for l in n.links if l in found]
+        edges = [(n.id, link) for n, _ in found.values() for link in n.links if link in found]
         return list(found.values()), edges
 
     async def _check_links(self, tenant: str, ids: set[str]) -> None:
@@ -143,7 +143,7 @@ class MemoryService:
         linking = [n for n in await self._store.linking_to(tenant, ids) if n.id not in gone]
         now = utcnow()
         for note in linking:
-            note.links = [l for l in note.links if l not in gone]
+            note.links = [link for link in note.links if link not in gone]
             note.version += 1
             note.updated_at = now
         await self._store.update_fields(tenant, linking, {"links", "version", "updated_at"})

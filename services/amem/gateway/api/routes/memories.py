@@ -33,12 +33,14 @@ from amem.gateway.schemas import (
 _ERRORS = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key"},
     422: {"model": ErrorBody, "description": "Invalid request"},
-    503: {"model": ErrorBody, "description": "A dependency is unavailable; retry after Retry-After"},
+    503: {
+        "model": ErrorBody,
+        "description": "A dependency is unavailable; retry after Retry-After",
+    },
 }
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "No such memory for this tenant"}}
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=_ERRORS)
-
 
 
 def _written(note, truncated: bool) -> MemoryWritten:
