@@ -45,7 +45,9 @@ def test_run_serves_with_the_dev_key_and_stops_all_children(tmp_path):
         deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"amem run exited {proc.returncode}: {(tmp_path / 'run.log').read_text()}")
+                pytest.fail(
+                    f"amem run exited {proc.returncode}: {(tmp_path / 'run.log').read_text()}"
+                )
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
