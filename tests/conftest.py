@@ -1,5 +1,5 @@
 """The system under test is the real one: `chroma run`, the embedding service (real model) and
-the gateway, started once per session on free loopback ports by the same launcher `make run`
+the gateway (plus the evolution service in tests/evolution), started once per session on free loopback ports by the same launcher `make run`
 uses. A child that dies fails the next test with its log."""
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         gateway_port=free_port(),
         dev_api_key=None,
         log_dir=root / "logs",
+        # The core platform without evolution: notes stay exactly as written (`pending`), so
+        # these tests can compare them field by field. Evolution has its own stack.
+        evolution=False,
         extra_env={
             "AMEM_API_KEYS": json.dumps(keys),
             "AMEM_MAX_BATCH": str(MAX_BATCH),

@@ -61,7 +61,7 @@ def test_run_serves_with_the_dev_key_and_stops_all_children(tmp_path):
         assert (tmp_path / "data" / "chroma").is_dir()
         assert "test-dev-key" in (tmp_path / "run.log").read_text()  # printed for the user
         children = _children(proc.pid)
-        assert len(children) == 3  # chroma, embedding, gateway
+        assert len(children) == 4  # chroma, embedding, evolution, gateway
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     print(
-        f"amem: starting ChromaDB, the embedding service and the gateway (data in {stack.data_dir})"
+        f"amem: starting ChromaDB, the embedding, evolution and gateway services (data in {stack.data_dir})"
     )
     try:
         stack.start()
@@ -59,7 +59,9 @@ Ctrl-C stops everything.""",
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="amem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run ChromaDB, the embedding service and the gateway locally")
+    sub.add_parser(
+        "run", help="run ChromaDB, the embedding, evolution and gateway services locally"
+    )
     args = parser.parse_args(argv)
     return {"run": run}[args.command](args)
 

@@ -133,7 +133,7 @@ def _executable(name: str) -> str:
 
 @dataclass
 class LocalStack:
-    """The three processes of a local amem. Ports default to free ones."""
+    """The four processes of a local amem. Ports default to free ones."""
 
     data_dir: Path
     gateway_port: int = 8080
@@ -142,7 +142,13 @@ class LocalStack:
     chroma_port: int = field(default_factory=free_port)
     embedding_port: int = field(default_factory=free_port)
     embedding_metrics_port: int = field(default_factory=free_port)
+    evolution_port: int = field(default_factory=free_port)
+    evolution_metrics_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Run the evolution service (else notes stay `pending`).
+    evolution: bool = True
+    # Start an embedding service (else use the one already at `embedding_port`).
+    embedding: bool = True
     processes: dict[str, Process] = field(default_factory=dict)
 
     @property
@@ -152,6 +158,10 @@ class LocalStack:
     @property
     def embedding_target(self) -> str:
         return f"127.0.0.1:{self.embedding_port}"
+
+    @property
+    def evolution_target(self) -> str:
+        return f"127.0.0.1:{self.evolution_port}"
 
     def _env(self, **overrides: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -190,6 +200,35 @@ class LocalStack:
         wait_until(proc, grpc_serving(self.embedding_target), timeout, "serving")
         return proc
 
+    def start_evolution(
+        self,
+        timeout: float = 60,
+        *,
+        name: str = "evolution",
+        port: int | None = None,
+        metrics_port: int | None = None,
+        peers: list[str] | None = None,
+        replica_index: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> Process:
+        """An evolution replica (the stack's own by default; others for replica tests)."""
+        target = f"127.0.0.1:{port or self.evolution_port}"
+        env = self._env(
+            AMEM_EVOLUTION_LISTEN=target,
+            AMEM_EVOLUTION_METRICS_PORT=str(metrics_port or self.evolution_metrics_port),
+            AMEM_EVOLUTION_METRICS_HOST="127.0.0.1",
+            AMEM_EVOLUTION_CHROMA_HOST="127.0.0.1",
+            AMEM_EVOLUTION_CHROMA_PORT=str(self.chroma_port),
+            AMEM_EVOLUTION_EMBEDDING_TARGET=self.embedding_target,
+            AMEM_EVOLUTION_PEERS=",".join(peers or []),
+            AMEM_EVOLUTION_REPLICA_INDEX=str(replica_index),
+            **(env or {}),
+        )
+        proc = self._process(name, [sys.executable, "-m", "amem.evolution"], env)
+        proc.start()
+        wait_until(proc, grpc_serving(target), timeout, "serving")
+        return proc
+
     def start_gateway(self, timeout: float = 60) -> Process:
         env = self._env(
             AMEM_HOST="127.0.0.1",
@@ -198,6 +237,8 @@ class LocalStack:
             AMEM_CHROMA_PORT=str(self.chroma_port),
             AMEM_EMBEDDING_TARGET=self.embedding_target,
         )
+        if self.evolution:
+            env["AMEM_EVOLUTION_TARGET"] = self.evolution_target
         if self.dev_api_key:
             env["AMEM_DEV_API_KEY"] = self.dev_api_key
         proc = self._process("gateway", [sys.executable, "-m", "amem.gateway"], env)
@@ -207,7 +248,10 @@ class LocalStack:
 
     def start(self) -> None:
         self.start_chroma()
-        self.start_embedding()
+        if self.embedding:
+            self.start_embedding()
+        if self.evolution:
+            self.start_evolution()
         self.start_gateway()
 
     def check_alive(self) -> None:
@@ -216,6 +260,9 @@ class LocalStack:
 
     def stop(self) -> None:
         # Front to back, so no request is left half-way into a dependency that is gone.
-        for name in ("gateway", "embedding", "chromadb"):
+        for name in ("gateway", *self.processes.keys() - {"gateway", "embedding", "chromadb"}):
+            if name in self.processes:
+                self.processes[name].stop()
+        for name in ("embedding", "chromadb"):
             if name in self.processes:
                 self.processes[name].stop()

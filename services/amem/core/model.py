@@ -59,6 +59,10 @@ class Note(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
     # Bumped on every stored change; lets writers detect that they raced another writer.
     version: int = 1
+    # The evolution journal: the changes decided for this pending note, written before any of
+    # them is applied, so a restarted worker finishes the same plan instead of asking the LLM
+    # again (no note is evolved twice). Internal: not part of the public API.
+    plan: dict[str, Any] | None = None
 
     def embedding_text(self) -> str:
         """The text that is embedded: A-MEM enriches the content with the note's attributes."""

@@ -66,6 +66,7 @@ def to_metadata(note: Note) -> dict[str, Any]:
         status=note.status.value,
         status_reason=note.status_reason,
         version=note.version,
+        plan=None if note.plan is None else json.dumps(note.plan, separators=(",", ":")),
     )
     return meta
 
@@ -86,6 +87,7 @@ def from_record(note_id: str, document: str, meta: dict[str, Any]) -> Note:
         status=EvolutionStatus(meta.get("status", EvolutionStatus.PENDING)),
         status_reason=meta.get("status_reason"),
         version=meta.get("version", 1),
+        plan=json.loads(meta["plan"]) if meta.get("plan") else None,
     )
 
 
@@ -199,9 +201,14 @@ class NoteStore:
             )
 
     async def update_fields(
-        self, tenant: str, notes: Sequence[Note], fields: Iterable[str] | None = None
+        self,
+        tenant: str,
+        notes: Sequence[Note],
+        fields: Iterable[str] | None = None,
+        *,
+        embeddings: Sequence[Sequence[float]] | None = None,
     ) -> None:
-        """Write `fields` (default: all but content) of existing notes, keeping their embeddings.
+        """Write `fields` (default: all) of existing notes, and their new embeddings if given.
 
         Writing only some fields leaves the others as a concurrent writer set them.
         """
@@ -209,13 +216,16 @@ class NoteStore:
             return
         keys = None if fields is None else set(fields)
         col = await self._collection(tenant)
+        metadatas = [
+            {k: v for k, v in to_metadata(n).items() if keys is None or k in keys} for n in notes
+        ]
+        documents = [n.content for n in notes] if keys is None or "content" in keys else None
         async with _chroma_errors(self._timeout):
             await col.update(
                 ids=[n.id for n in notes],
-                metadatas=[
-                    {k: v for k, v in to_metadata(n).items() if keys is None or k in keys}
-                    for n in notes
-                ],
+                metadatas=metadatas,
+                documents=documents,
+                embeddings=None if embeddings is None else [list(e) for e in embeddings],
             )
 
     async def get(self, tenant: str, note_id: str) -> Note:
@@ -275,15 +285,30 @@ class NoteStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
+    async def tenants(self) -> list[str]:
+        """Every tenant that has a collection."""
+        client = await self._get_client()
+        async with _chroma_errors(self._timeout):
+            names = []
+            offset = 0
+            while True:
+                page = await client.list_collections(limit=100, offset=offset)
+                names += [c.name for c in page]
+                if len(page) < 100:
+                    break
+                offset += 100
+        return [n[len(self._prefix) :] for n in names if n.startswith(self._prefix)]
+
     async def count(self, tenant: str) -> int:
         col = await self._collection(tenant)
         async with _chroma_errors(self._timeout):
             return await col.count()
 
-    async def ids_where(self, tenant: str, flt: NoteFilter) -> list[str]:
+    async def ids_where(self, tenant: str, flt: NoteFilter, limit: int | None = None) -> list[str]:
+        """Ids of the notes matching `flt`, in insertion order."""
         col = await self._collection(tenant)
         async with _chroma_errors(self._timeout):
-            got = await col.get(where=to_where(flt), include=[])
+            got = await col.get(where=to_where(flt), include=[], limit=limit)
         return list(got["ids"])
 
     async def delete(self, tenant: str, ids: Sequence[str]) -> None:

@@ -10,11 +10,12 @@ from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from amem.core.embedding_client import EmbeddingClient
+from amem.core.evolution_client import EvolutionClient
 from amem.core.store import NoteStore
 from amem.gateway import errors
 from amem.gateway.api.routes import health, memories
 from amem.gateway.auth import KeyRing
-from amem.gateway.evolution import EvolutionHook, NoEvolution
+from amem.gateway.evolution import EvolutionHook, NoEvolution, NotifyEvolution
 from amem.gateway.limits import BodySizeLimit
 from amem.gateway.service import MemoryService
 from amem.gateway.settings import GatewaySettings
@@ -37,10 +38,18 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
         )
         app.state.store = store
         app.state.embedder = embedder
-        app.state.service = MemoryService(store, embedder, evolution or NoEvolution())
+        evolution_client = (
+            EvolutionClient(settings.evolution_target) if settings.evolution_target else None
+        )
+        hook = evolution or (
+            NotifyEvolution(evolution_client) if evolution_client else NoEvolution()
+        )
+        app.state.service = MemoryService(store, embedder, hook, evolution_client)
         try:
             yield
         finally:
+            if evolution_client:
+                await evolution_client.close()
             await embedder.close()
             await store.close()
 

@@ -174,6 +174,30 @@ class EraseResponse(BaseModel):
     unlinked: int = Field(description="Other memories whose links to the erased ones were removed.")
 
 
+class HistoryEntry(BaseModel):
+    """One change evolution made to a memory, with its provenance."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str = Field(description="evolve, update_neighbor or revert")
+    trigger: str | None = Field(description="The memory whose arrival caused the change.")
+    before: dict[str, Any]
+    after: dict[str, Any]
+    at: datetime
+    model: str | None = None
+    prompt_version: str | None = None
+    tokens: dict[str, int] | None = Field(
+        default=None, description="LLM tokens the triggering evolution spent (on `evolve`)."
+    )
+    reverts: str | None = Field(default=None, description="The entry a revert undid.")
+
+
+class HistoryResponse(BaseModel):
+    memory_id: str
+    entries: list[HistoryEntry]
+
+
 class ErrorBody(BaseModel):
     error: str
     message: str

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from amem.core.embedding_client import EmbeddingClient
-from amem.core.errors import InvalidArgument
+from amem.core.errors import Conflict, InvalidArgument, Unavailable
+from amem.core.evolution_client import EvolutionClient
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcnow
 from amem.core.store import NoteStore
 from amem.gateway.evolution import EvolutionHook
@@ -16,10 +19,17 @@ log = logging.getLogger(__name__)
 
 
 class MemoryService:
-    def __init__(self, store: NoteStore, embedder: EmbeddingClient, evolution: EvolutionHook):
+    def __init__(
+        self,
+        store: NoteStore,
+        embedder: EmbeddingClient,
+        evolution: EvolutionHook,
+        evolution_client: EvolutionClient | None = None,
+    ):
         self._store = store
         self._embedder = embedder
         self._evolution = evolution
+        self._evolution_client = evolution_client
 
     async def create(self, tenant: str, items: Sequence[MemoryCreate]) -> list[tuple[Note, bool]]:
         """Store new notes atomically; returns each note and whether its embedding truncated."""
@@ -34,6 +44,40 @@ class MemoryService:
         return list(zip(notes, embedded.truncated, strict=True))
 
     async def get(self, tenant: str, note_id: str) -> Note:
+        return await self._store.get(tenant, note_id)
+
+    async def wait_settled(self, tenant: str, notes: list[Note], timeout_s: float) -> list[Note]:
+        """The notes once none is `pending` any more, or as they are when `timeout_s` ends."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        current = notes
+        while any(n.status is EvolutionStatus.PENDING for n in current):
+            if time.monotonic() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            current = await self._store.get_many(tenant, [n.id for n in notes])
+        return current
+
+    async def retry_evolution(self, tenant: str, note_id: str) -> Note:
+        """Queue a failed note for evolution again."""
+        note = await self._store.get(tenant, note_id)
+        if note.status is EvolutionStatus.DONE:
+            raise Conflict(f"memory {note_id!r} is already evolved")
+        if note.status is EvolutionStatus.FAILED:
+            note.status, note.status_reason = EvolutionStatus.PENDING, None
+            note.version += 1
+            note.updated_at = utcnow()
+            await self._store.update_fields(
+                tenant, [note], {"status", "status_reason", "version", "updated_at"}
+            )
+        await self._evolution.notes_changed(tenant, [note_id])
+        return note
+
+    async def revert(self, tenant: str, note_id: str, entry_id: str, timeout_s: float) -> Note:
+        if self._evolution_client is None:
+            raise Unavailable("no evolution service is configured", retry_after=None)
+        await self._evolution_client.revert(tenant, note_id, entry_id, timeout_s=timeout_s)
         return await self._store.get(tenant, note_id)
 
     async def list(
@@ -57,13 +101,13 @@ class MemoryService:
             updated.status, updated.status_reason = EvolutionStatus.PENDING, None
         updated.version = note.version + 1
         updated.updated_at = utcnow()
-        truncated = False
+        # Write only what changed, so a concurrent writer's other fields survive.
+        fields = set(changed) | {"version", "updated_at", "status", "status_reason"}
+        truncated, vectors = False, None
         if updated.embedding_text() != note.embedding_text():
             embedded = await self._embedder.embed([updated.embedding_text()])
-            truncated = embedded.truncated[0]
-            await self._store.put(tenant, [updated], embedded.vectors)
-        else:
-            await self._store.update_fields(tenant, [updated])
+            truncated, vectors = embedded.truncated[0], embedded.vectors
+        await self._store.update_fields(tenant, [updated], fields, embeddings=vectors)
         if updated.status is EvolutionStatus.PENDING and note.status is not EvolutionStatus.PENDING:
             await self._evolution.notes_changed(tenant, [note_id])
         return updated, truncated

@@ -21,6 +21,10 @@ class GatewaySettings(CommonSettings):
     chroma_timeout_s: float = Field(default=10.0, gt=0)
     embedding_target: str = "127.0.0.1:50051"
     embedding_timeout_s: float = Field(default=10.0, gt=0)
+    # The evolution service (gRPC); unset: notes stay `pending` and history cannot be reverted.
+    evolution_target: str | None = None
+    # `?wait=true` on writes waits at most this long for the evolution to finish.
+    max_wait_s: float = Field(default=60.0, gt=0)
 
     # API keys: a JSON object {tenant: key}, where key is the plain key or "sha256:<hex>" of it,
     # given inline (AMEM_API_KEYS) or in a mounted file (AMEM_API_KEYS_FILE). Prefer hashes.

@@ -16,6 +16,7 @@ from amem.gateway.api.deps import Service, Settings, Tenant
 from amem.gateway.schemas import (
     EraseResponse,
     ErrorBody,
+    HistoryResponse,
     LinkedMemory,
     LinksResponse,
     MemoryBatchCreate,
@@ -47,11 +48,35 @@ def _written(note, truncated: bool) -> MemoryWritten:
     return MemoryWritten(**MemoryPublic.of(note).model_dump(), embedding_truncated=truncated)
 
 
+Wait = Annotated[
+    bool,
+    Query(description="Answer once the evolution is done (or failed), as A-MEM does inline."),
+]
+WaitTimeout = Annotated[
+    float,
+    Query(
+        alias="timeout",
+        gt=0,
+        description="Seconds to wait at most (capped by max_wait_s); the memory is "
+        "returned still `pending` when they run out.",
+    ),
+]
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_memory")
-async def create_memory(body: MemoryCreate, tenant: Tenant, service: Service) -> MemoryWritten:
-    """Store a memory. It is durable when this returns; LLM work follows asynchronously
-    (status `pending`)."""
+async def create_memory(
+    body: MemoryCreate,
+    tenant: Tenant,
+    service: Service,
+    settings: Settings,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 30.0,
+) -> MemoryWritten:
+    """Store a memory. It is durable when this returns; the LLM work (construction, linking,
+    evolution) follows asynchronously while its status is `pending`."""
     [(note, truncated)] = await service.create(tenant, [body])
+    if wait:
+        [note] = await service.wait_settled(tenant, [note], min(wait_timeout, settings.max_wait_s))
     return _written(note, truncated)
 
 
@@ -62,7 +87,12 @@ async def create_memory(body: MemoryCreate, tenant: Tenant, service: Service) ->
     responses={413: {"model": ErrorBody, "description": "Too many memories in one batch"}},
 )
 async def create_memories(
-    body: MemoryBatchCreate, tenant: Tenant, service: Service, settings: Settings
+    body: MemoryBatchCreate,
+    tenant: Tenant,
+    service: Service,
+    settings: Settings,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 30.0,
 ) -> MemoryBatchWritten:
     """Store several memories at once: all of them or, on error, none."""
     if len(body.memories) > settings.max_batch:
@@ -70,7 +100,12 @@ async def create_memories(
             f"batch holds {len(body.memories)} memories; the limit is {settings.max_batch}"
         )
     written = await service.create(tenant, body.memories)
-    return MemoryBatchWritten(memories=[_written(n, t) for n, t in written])
+    notes = [n for n, _ in written]
+    if wait:
+        notes = await service.wait_settled(tenant, notes, min(wait_timeout, settings.max_wait_s))
+    return MemoryBatchWritten(
+        memories=[_written(n, t) for n, (_, t) in zip(notes, written, strict=True)]
+    )
 
 
 def _cursor_key(flt: NoteFilter) -> str:
@@ -206,4 +241,40 @@ async def get_memory_links(
         root=memory_id,
         memories=[LinkedMemory(memory=MemoryPublic.of(n), depth=d) for n, d in found],
         edges=edges,
+    )
+
+
+@router.post(
+    "/{memory_id}:evolve",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="evolve_memory",
+    responses={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Already evolved"}},
+)
+async def evolve_memory(memory_id: str, tenant: Tenant, service: Service) -> MemoryPublic:
+    """Queue a `failed` (or still `pending`) memory for evolution again."""
+    return MemoryPublic.of(await service.retry_evolution(tenant, memory_id))
+
+
+@router.get("/{memory_id}/history", operation_id="get_memory_history", responses=_NOT_FOUND)
+async def get_memory_history(memory_id: str, tenant: Tenant, service: Service) -> HistoryResponse:
+    """Every change evolution made to this memory, oldest first, with provenance."""
+    note = await service.get(tenant, memory_id)
+    return HistoryResponse(memory_id=note.id, entries=note.evolution_history)
+
+
+@router.post(
+    "/{memory_id}/history/{entry_id}:revert",
+    operation_id="revert_memory_history_entry",
+    responses={
+        **_NOT_FOUND,
+        409: {"model": ErrorBody, "description": "Changed since, or already reverted"},
+    },
+)
+async def revert_history_entry(
+    memory_id: str, entry_id: str, tenant: Tenant, service: Service, settings: Settings
+) -> MemoryPublic:
+    """Undo one evolution step: the fields it changed get their earlier values back, and the
+    revert is recorded as a history entry of its own."""
+    return MemoryPublic.of(
+        await service.revert(tenant, memory_id, entry_id, timeout_s=settings.max_wait_s)
     )

@@ -1,0 +1,3 @@
+from amem.evolution.server import main
+
+main()

@@ -1,0 +1,110 @@
+"""The decisions of A-MEM's two steps, made by an LLM or, offline, without one."""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+import numpy as np
+from sklearn.feature_extraction.text import CountVectorizer
+
+from amem.core.embedding_client import EmbeddingClient
+from amem.core.model import Note, ScoredNote
+from amem.evolution import prompts
+from amem.evolution.llm import LLM, Usage, schema_of
+from amem.evolution.prompts import Construction, Evolution
+
+
+class Brain(Protocol):
+    model: str
+
+    async def construct(self, tenant: str, note: Note) -> tuple[Construction, Usage]: ...
+
+    async def evolve(
+        self, tenant: str, note: Note, neighbours: list[ScoredNote]
+    ) -> tuple[Evolution, Usage]: ...
+
+
+class LLMBrain:
+    def __init__(self, llm: LLM) -> None:
+        self._llm = llm
+        self.model = f"{llm.backend}:{llm.model}"
+
+    async def construct(self, tenant: str, note: Note) -> tuple[Construction, Usage]:
+        return await self._llm.generate(
+            prompts.construction_prompt(note.content),
+            Construction,
+            schema_of(Construction),
+            tenant=tenant,
+        )
+
+    async def evolve(
+        self, tenant: str, note: Note, neighbours: list[ScoredNote]
+    ) -> tuple[Evolution, Usage]:
+        listed = [
+            n.note.model_dump(include={"id", "content", "context", "tags"}) for n in neighbours
+        ]
+        new = note.model_dump(include={"id", "content", "context", "tags"})
+        return await self._llm.generate(
+            prompts.evolution_prompt(new, listed),
+            Evolution,
+            prompts.evolution_schema([n.note.id for n in neighbours]),
+            tenant=tenant,
+        )
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+class OfflineBrain:
+    """No LLM, no network, and honest about it.
+
+    Keywords are extracted KeyBERT-style: candidate words and bigrams (scikit-learn's
+    CountVectorizer, English stop words removed) ranked by the embedding similarity of each
+    candidate to the whole note, with maximal marginal relevance for variety. The context is
+    the note's first sentence; tags are its top single-word keywords; links go to neighbours
+    above a similarity threshold. Neighbours are never rewritten.
+    """
+
+    model = "offline"
+
+    def __init__(self, embedder: EmbeddingClient, *, link_threshold: float) -> None:
+        self._embedder = embedder
+        self._threshold = link_threshold
+
+    async def _keywords(self, text: str, top: int = 5, diversity: float = 0.5) -> list[str]:
+        try:
+            vectorizer = CountVectorizer(ngram_range=(1, 2), stop_words="english").fit([text])
+        except ValueError:  # only stop words
+            return []
+        candidates = [str(c) for c in vectorizer.get_feature_names_out() if len(c) <= 40][:200]
+        if not candidates:
+            return []
+        embedded = await self._embedder.embed([text, *candidates])
+        vectors = np.asarray(embedded.vectors, dtype=np.float32)
+        doc, cands = vectors[0], vectors[1:]
+        relevance = cands @ doc
+        chosen: list[int] = []
+        while len(chosen) < min(top, len(candidates)):
+            if chosen:
+                redundancy = (cands @ cands[chosen].T).max(axis=1)
+                score = (1 - diversity) * relevance - diversity * redundancy
+            else:
+                score = relevance.copy()
+            score[chosen] = -np.inf
+            chosen.append(int(score.argmax()))
+        return [candidates[i] for i in chosen]
+
+    async def construct(self, tenant: str, note: Note) -> tuple[Construction, Usage]:
+        keywords = await self._keywords(note.content)
+        first = _SENTENCE_END.split(note.content.strip(), maxsplit=1)[0]
+        context = first if len(first) <= 300 else first[:297].rstrip() + "..."
+        tags = [k for k in keywords if " " not in k][:3]
+        return Construction(keywords=keywords, context=context, tags=tags), Usage()
+
+    async def evolve(
+        self, tenant: str, note: Note, neighbours: list[ScoredNote]
+    ) -> tuple[Evolution, Usage]:
+        links = [n.note.id for n in neighbours if (n.score or 0) >= self._threshold][:5]
+        # The note's own tags are kept as they are (no validation against the LLM's bounds).
+        return Evolution.model_construct(links=links, tags=note.tags, neighbour_updates=[]), Usage()

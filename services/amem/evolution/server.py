@@ -1,0 +1,116 @@
+"""The evolution gRPC server: `python -m amem.evolution`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prometheus_client import start_http_server
+
+from amem.core import logs
+from amem.core.embedding_client import EmbeddingClient
+from amem.core.errors import InvalidArgument
+from amem.core.evolution_client import EvolutionClient
+from amem.core.grpc_server import create_server, set_serving, wait_for_stop_signal
+from amem.core.store import NoteStore
+from amem.evolution.brain import Brain, LLMBrain, OfflineBrain
+from amem.evolution.engine import Engine
+from amem.evolution.llm import make_llm
+from amem.evolution.scheduler import Scheduler, owner_of
+from amem.evolution.settings import EvolutionSettings
+from amem.evolution.v1 import evolution_pb2, evolution_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = evolution_pb2.DESCRIPTOR.services_by_name["EvolutionService"].full_name
+
+
+class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
+    def __init__(self, scheduler: Scheduler, engine: Engine, peers: list[EvolutionClient]):
+        self._scheduler = scheduler
+        self._engine = engine
+        self._peers = peers  # by replica index; empty for a single replica
+
+    def _owner(self, tenant: str) -> int | None:
+        """The owner's index when it is another replica, else None."""
+        if not tenant:
+            raise InvalidArgument("tenant must not be empty")
+        if self._scheduler.owns(tenant):
+            return None
+        return owner_of(tenant, self._scheduler.replicas)
+
+    async def Notify(self, request, context):  # noqa: N802
+        owner = self._owner(request.tenant)
+        if owner is not None:
+            return evolution_pb2.NotifyResponse(
+                owner=await self._peers[owner].notify(request.tenant, list(request.note_ids))
+            )
+        self._scheduler.enqueue(request.tenant, list(request.note_ids))
+        return evolution_pb2.NotifyResponse(owner=self._scheduler.index)
+
+    async def Revert(self, request, context):  # noqa: N802
+        owner = self._owner(request.tenant)
+        remaining = context.time_remaining() or 30.0
+        if owner is not None:
+            entry = await self._peers[owner].revert(
+                request.tenant, request.note_id, request.entry_id, timeout_s=remaining
+            )
+            return evolution_pb2.RevertResponse(revert_entry_id=entry)
+        note = await self._scheduler.run_exclusive(
+            request.tenant,
+            lambda: self._engine.revert(request.tenant, request.note_id, request.entry_id),
+        )
+        return evolution_pb2.RevertResponse(revert_entry_id=note.evolution_history[-1]["id"])
+
+
+def make_brain(settings: EvolutionSettings, embedder: EmbeddingClient) -> Brain:
+    llm = make_llm(settings)
+    if llm is None:
+        log.info("no LLM configured: offline backend (extractive keywords, similarity links)")
+        return OfflineBrain(embedder, link_threshold=settings.offline_link_threshold)
+    log.info("LLM backend %s, model %s", llm.backend, llm.model)
+    return LLMBrain(llm)
+
+
+async def serve(settings: EvolutionSettings) -> None:
+    index = settings.resolved_replica_index()
+    replicas = max(1, len(settings.peers))
+    store = NoteStore(
+        settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
+    )
+    embedder = EmbeddingClient(settings.embedding_target, timeout_s=settings.embedding_timeout_s)
+    engine = Engine(store, embedder, make_brain(settings, embedder), neighbours=settings.neighbours)
+    scheduler = Scheduler(
+        engine,
+        replica_index=index,
+        replicas=replicas,
+        scan_interval_s=settings.scan_interval_s,
+        list_tenants=store.tenants,
+    )
+    peers = [EvolutionClient(p) for p in settings.peers]
+    server, port, health = await create_server(settings.listen, [SERVICE_NAME])
+    evolution_pb2_grpc.add_EvolutionServiceServicer_to_server(
+        EvolutionServicer(scheduler, engine, peers), server
+    )
+    await server.start()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    scheduler.start()
+    await set_serving(health, [SERVICE_NAME], True)
+    log.info("evolution service replica %d/%d listening on port %d", index, replicas, port)
+
+    await wait_for_stop_signal()
+    log.info("shutting down: finishing the notes in progress")
+    await set_serving(health, [SERVICE_NAME], False)
+    await scheduler.stop()  # unfinished notes stay pending and are picked up again
+    await server.stop(settings.shutdown_grace_s)
+    for client in peers:
+        await client.close()
+    await embedder.close()
+    await store.close()
+
+
+def main() -> None:
+    settings = EvolutionSettings()
+    logs.configure("evolution", level=settings.log_level, json_logs=settings.json_logs)
+    asyncio.run(serve(settings))
