@@ -110,7 +110,10 @@ class Engine:
         draft = note.model_copy(update=construction)
 
         embedded = await self._embedder.embed([draft.embedding_text()])
-        hits = await self._store.search(tenant, embedded.vectors[0], k=self._k + 1, flt=None)
+        # A user's notes evolve among that user's notes: evolution copies text into neighbours,
+        # which must not carry one user's memories into another's.
+        scope = NoteFilter(user_id=note.user_id) if note.user_id else None
+        hits = await self._store.search(tenant, embedded.vectors[0], k=self._k + 1, flt=scope)
         neighbours = [h for h in hits if h.note.id != note.id][: self._k]
         links: list[str] = []
         tags = draft.tags

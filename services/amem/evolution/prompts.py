@@ -79,6 +79,8 @@ def evolution_schema(neighbour_ids: list[str]) -> dict[str, Any]:
     """The JSON schema of an Evolution reply, with ids restricted to the real neighbour ids."""
     schema = Evolution.model_json_schema()
     ids = {"type": "string", "enum": neighbour_ids}
-    schema["properties"]["links"]["items"] = ids
+    bound = min(5, len(neighbour_ids))  # a small model otherwise repeats ids to fill the list
+    schema["properties"]["links"].update(items=ids, maxItems=bound)
+    schema["properties"]["neighbour_updates"]["maxItems"] = bound
     schema["$defs"]["NeighbourUpdate"]["properties"]["id"] = ids
     return schema

@@ -1,0 +1,115 @@
+"""A second stack for evolution: its own ChromaDB, gateway and evolution service (sharing the
+session's embedding service), with the LLM played by the scripted fake unless a test asks for
+another backend."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from amem.devstack import LocalStack, free_port
+from tests.conftest import KEY_A, KEY_B
+from tests.scripted_llm import Reply, ScriptedLLM, answer, step
+
+LLM_ENV = {
+    "AMEM_EVOLUTION_LLM_BACKEND": "openai",
+    "AMEM_EVOLUTION_LLM_MODEL": "scripted-model",
+    "AMEM_EVOLUTION_LLM_TIMEOUT_S": "2",
+    "AMEM_EVOLUTION_LLM_MAX_ATTEMPTS": "3",
+    "AMEM_EVOLUTION_SCAN_INTERVAL_S": "1",
+}
+
+_OFFERED = re.compile(r"^\[([^\]]+)\] (.*)$", re.MULTILINE)
+
+
+def offered(request: dict) -> dict[str, str]:
+    """note id -> content of every note shown in an evolution prompt (the new one first)."""
+    return {m.group(1): m.group(2) for m in _OFFERED.finditer(request["messages"][-1]["content"])}
+
+
+def default_responder(request: dict) -> Reply:
+    """A plain, deterministic LLM: construction from the first words, no links, no updates."""
+    if step(request) == "Construction":
+        note = request["messages"][-1]["content"].split("\n")[1]
+        words = [w.strip(".,;:!?").lower() for w in note.split() if len(w) > 3]
+        return answer({"keywords": words[:3], "context": f"About {note[:40]}", "tags": ["scripted"]})
+    return answer({"links": [], "tags": [], "neighbour_updates": []})
+
+
+@pytest.fixture(scope="session")
+def scripted() -> Iterator[ScriptedLLM]:
+    llm = ScriptedLLM(default_responder)
+    yield llm
+    llm.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_responder(scripted: ScriptedLLM) -> None:
+    scripted.set(default_responder)
+
+
+@pytest.fixture(scope="session")
+def evo_stack(stack, scripted, tmp_path_factory) -> Iterator[LocalStack]:
+    root = tmp_path_factory.mktemp("evo")
+    keys = {"tenant-a": KEY_A, "tenant-b": KEY_B}
+    s = LocalStack(
+        data_dir=root / "data",
+        gateway_port=free_port(),
+        dev_api_key=None,
+        log_dir=root / "logs",
+        embedding=False,
+        embedding_port=stack.embedding_port,
+        extra_env={
+            "AMEM_API_KEYS": json.dumps(keys),
+            "AMEM_EVOLUTION_LLM_BASE_URL": scripted.url,
+            **LLM_ENV,
+        },
+    )
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(autouse=True)
+def _evo_alive(request: pytest.FixtureRequest) -> None:
+    if "evo_stack" in request.fixturenames:
+        request.getfixturevalue("evo_stack").check_alive()
+
+
+@pytest.fixture
+def evo(evo_stack) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=evo_stack.gateway_url, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=60
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def evo_b(evo_stack) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=evo_stack.gateway_url, headers={"Authorization": f"Bearer {KEY_B}"}, timeout=60
+    ) as c:
+        yield c
+
+
+def remember(api: httpx.Client, *, wait: bool = True, **fields) -> dict:
+    r = api.post("/v1/memories", json=fields, params={"wait": str(wait).lower(), "timeout": 30})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def settled(api: httpx.Client, note_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        note = api.get(f"/v1/memories/{note_id}").json()
+        if note["status"] != "pending":
+            return note
+        assert time.monotonic() < deadline, f"memory {note_id} still pending"
+        time.sleep(0.2)

@@ -1,0 +1,219 @@
+"""A-MEM's three steps through the REST API, with the LLM scripted (a fake) so that every
+decision, and every fault, is deterministic."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.evolution.conftest import offered, remember, settled
+from tests.scripted_llm import Reply, answer, step
+
+
+def test_construction_fills_only_missing_fields(evo, user_id):
+    note = remember(evo, content="Quarterly planning moved to Thursdays", keywords=["planning"],
+                    user_id=user_id)
+    assert note["status"] == "done"
+    assert note["keywords"] == ["planning"]  # given by the caller: kept
+    assert note["context"] == "About Quarterly planning moved to Thursdays"
+    assert note["tags"] == ["scripted"]
+    [entry] = evo.get(f"/v1/memories/{note['id']}/history").json()["entries"]
+    assert entry["kind"] == "evolve" and entry["trigger"] == note["id"]
+    assert entry["before"] == {"context": "", "tags": []}
+    assert entry["after"] == {"context": note["context"], "tags": ["scripted"]}
+    assert entry["model"] == "openai:scripted-model" and entry["prompt_version"]
+    assert entry["tokens"] == {"prompt_tokens": 100, "completion_tokens": 20}
+
+
+def _evolve_towards(target_content: str, *, context: str, tags: list[str], extra_links=()):
+    """An LLM that links the new note to the neighbour with `target_content` and rewrites it."""
+
+    def responder(request):
+        if step(request) == "Construction":
+            return answer({"keywords": ["k"], "context": "c", "tags": ["t"]})
+        shown = offered(request)
+        target = next(i for i, c in shown.items() if c.startswith(target_content))
+        return answer(
+            {
+                "links": [*extra_links, target],
+                "tags": ["t", "refined"],
+                "neighbour_updates": [{"id": target, "context": context, "tags": tags}],
+            }
+        )
+
+    return responder
+
+
+def test_links_and_neighbour_rewrites_go_to_the_right_notes(evo, scripted, user_id):
+    # Several neighbours, so that a rank-based mix-up (A-mem issue #32) would hit another note.
+    notes = [
+        remember(evo, content=c, user_id=user_id)
+        for c in [
+            "Falcon project kicked off in March",
+            "The cafeteria serves curry on Fridays",
+            "Falcon budget was approved by finance",
+            "Parking garage closes at midnight",
+        ]
+    ]
+    before = {n["id"]: evo.get(f"/v1/memories/{n['id']}").json() for n in notes}
+    scripted.set(
+        _evolve_towards("Falcon budget", context="Falcon: budget, then a delay", tags=["falcon"])
+    )
+    new = remember(evo, content="Falcon launch slipped to Q3", user_id=user_id)
+    target = notes[2]["id"]
+    assert new["status"] == "done"
+    assert new["links"] == [target]
+    assert new["tags"] == ["t", "refined"]  # strengthened
+    rewritten = evo.get(f"/v1/memories/{target}").json()
+    assert rewritten["context"] == "Falcon: budget, then a delay" and rewritten["tags"] == ["falcon"]
+    [entry] = [e for e in rewritten["evolution_history"] if e["kind"] == "update_neighbor"]
+    assert entry["trigger"] == new["id"]
+    assert entry["before"] == {"context": before[target]["context"], "tags": before[target]["tags"]}
+    assert entry["after"] == {"context": "Falcon: budget, then a delay", "tags": ["falcon"]}
+    for other in notes:
+        if other["id"] != target:
+            assert evo.get(f"/v1/memories/{other['id']}").json() == before[other["id"]]
+    # The rewritten neighbour is re-embedded: its new context finds it.
+    hits = evo.post(
+        "/v1/memories/search",
+        json={"query": "budget then a delay", "k": 1, "filters": {"user_id": user_id}},
+    ).json()["results"]
+    assert hits[0]["memory"]["id"] == target
+
+
+def test_hallucinated_and_unshown_ids_are_dropped(evo, scripted, user_id):
+    elsewhere = remember(evo, content="Falcon notes of another user", user_id=user_id + "-other")
+    shown = remember(evo, content="Falcon design review on Monday", user_id=user_id)
+
+    def responder(request):
+        if step(request) == "Construction":
+            return answer({"keywords": ["k"], "context": "c", "tags": ["t"]})
+        real = list(offered(request))[1]  # the first listed is the new note itself
+        return answer(
+            {
+                "links": ["made-up-id", elsewhere["id"], real, real],
+                "tags": ["t"],
+                "neighbour_updates": [
+                    {"id": "made-up-id", "context": "x", "tags": ["x"]},
+                    {"id": elsewhere["id"], "context": "leak", "tags": ["leak"]},
+                ],
+            }
+        )
+
+    scripted.set(responder)
+    new = remember(evo, content="Falcon design review moved to Tuesday", user_id=user_id)
+    assert new["links"] == [shown["id"]]
+    untouched = evo.get(f"/v1/memories/{elsewhere['id']}").json()
+    assert untouched["context"] != "leak" and untouched["version"] == elsewhere["version"]
+
+
+def test_revert_undoes_one_step(evo, scripted, user_id):
+    old = remember(evo, content="Team offsite will be in Porto", user_id=user_id)
+    scripted.set(_evolve_towards("Team offsite", context="Offsite: Porto, then Lisbon", tags=["trip"]))
+    new = remember(evo, content="Offsite moved from Porto to Lisbon", user_id=user_id)
+    neighbour = evo.get(f"/v1/memories/{old['id']}").json()
+    entry = next(e for e in neighbour["evolution_history"] if e["kind"] == "update_neighbor")
+
+    r = evo.post(f"/v1/memories/{old['id']}/history/{entry['id']}:revert")
+    assert r.status_code == 200, r.text
+    reverted = r.json()
+    assert reverted["context"] == old["context"] and reverted["tags"] == old["tags"]
+    assert reverted["evolution_history"][-1]["kind"] == "revert"
+    assert reverted["evolution_history"][-1]["reverts"] == entry["id"]
+    assert evo.post(f"/v1/memories/{old['id']}/history/{entry['id']}:revert").status_code == 409
+    assert evo.post(f"/v1/memories/{old['id']}/history/nope:revert").status_code == 404
+
+    own = next(e for e in new["evolution_history"] if e["kind"] == "evolve")
+    r = evo.post(f"/v1/memories/{new['id']}/history/{own['id']}:revert")
+    assert r.status_code == 200, r.text
+    assert r.json()["links"] == [] and r.json()["context"] == ""
+
+
+def test_other_tenants_cannot_read_or_revert_history(evo, evo_b, user_id):
+    note = remember(evo, content="Private roadmap item", user_id=user_id)
+    entry = note["evolution_history"][0]["id"]
+    assert evo_b.get(f"/v1/memories/{note['id']}/history").status_code == 404
+    assert evo_b.post(f"/v1/memories/{note['id']}/history/{entry}:revert").status_code == 404
+    assert evo_b.post(f"/v1/memories/{note['id']}:evolve").status_code == 404
+
+
+def _fail_first(fault: Reply, marker: str):
+    """An LLM whose first call for notes containing `marker` fails with `fault`."""
+    failed = threading.Event()
+
+    def responder(request):
+        if marker in request["messages"][-1]["content"] and not failed.is_set():
+            failed.set()
+            return fault
+        return answer({"keywords": ["k"], "context": "recovered", "tags": ["t"]}) if step(
+            request
+        ) == "Construction" else answer({"links": [], "tags": [], "neighbour_updates": []})
+
+    return responder
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Reply(status=429, headers={"Retry-After": "1"}),
+        Reply(status=500),
+        Reply(content="this is not { json"),
+        Reply(content='{"keywords": ["a", "b"], "context": "trunc', finish_reason="length"),
+        Reply(content='{"keywords": ["x"], "context": "' + "y" * 400 + '", "tags": []}'),
+        Reply(hang_s=4),  # past the 2 s timeout
+    ],
+    ids=["429-retry-after", "500", "garbage", "truncated", "out-of-bounds", "hang"],
+)
+def test_llm_faults_are_retried(evo, scripted, user_id, fault):
+    marker = f"fault-{user_id}"
+    scripted.set(_fail_first(fault, marker))
+    before = len(scripted.requests)
+    note = remember(evo, content=f"Note {marker} about retries", user_id=user_id)
+    assert note["status"] == "done", note
+    assert note["context"] == "recovered"
+    mine = [r for r in scripted.requests[before:] if marker in r["messages"][-1]["content"]]
+    assert len(mine) >= 2
+
+
+def test_failed_note_can_be_retried(evo, scripted, user_id):
+    scripted.set(lambda request: Reply(status=500))
+    note = remember(evo, content="Doomed to fail at first", user_id=user_id)
+    assert note["status"] == "failed"
+    assert "500" in note["status_reason"]
+    assert evo.get("/v1/memories", params={"user_id": user_id, "status": "failed"}).json()[
+        "memories"
+    ][0]["id"] == note["id"]
+    scripted.set(lambda request: answer({"keywords": ["k"], "context": "second try", "tags": []})
+                 if step(request) == "Construction"
+                 else answer({"links": [], "tags": [], "neighbour_updates": []}))
+    r = evo.post(f"/v1/memories/{note['id']}:evolve")
+    assert r.status_code == 202 and r.json()["status"] == "pending"
+    done = settled(evo, note["id"])
+    assert done["status"] == "done" and done["context"] == "second try"
+    assert evo.post(f"/v1/memories/{note['id']}:evolve").status_code == 409
+
+
+def test_wait_gives_up_after_its_timeout(evo, scripted, user_id):
+    scripted.set(lambda request: Reply(hang_s=1.5, content="{}"))
+    started = time.monotonic()
+    r = evo.post(
+        "/v1/memories",
+        json={"content": "slow to evolve", "user_id": user_id},
+        params={"wait": "true", "timeout": 0.5},
+    )
+    assert r.status_code == 201 and r.json()["status"] == "pending"
+    assert time.monotonic() - started < 1.5
+
+
+def test_tokens_are_counted_per_tenant_and_model(evo, evo_stack, user_id):
+    remember(evo, content="Count my tokens", user_id=user_id)
+    metrics = httpx.get(f"http://127.0.0.1:{evo_stack.evolution_metrics_port}/metrics").text
+    m = re.search(
+        r'amem_llm_tokens_total\{kind="prompt",model="scripted-model",tenant="tenant-a"\} (\S+)',
+        metrics,
+    )
+    assert m and float(m.group(1)) >= 100

@@ -1,0 +1,124 @@
+"""A scripted OpenAI-compatible server: a FAKE, for fault injection and deterministic decisions.
+
+It speaks just enough of `POST /v1/chat/completions` for the openai client. Each request is
+answered by the test's `responder(request_json) -> Reply`, which can return a JSON answer, an
+HTTP error (429 with Retry-After, 500), garbage, a truncated reply, or hang. Real LLM behaviour
+is tested against llama-server in tests/llm (the real-LLM tier).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    content: str | None = None  # the assistant message (normally JSON)
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str = "stop"
+    hang_s: float = 0.0  # sleep before answering (a timeout test)
+    prompt_tokens: int = 100
+    completion_tokens: int = 20
+
+
+def answer(obj: Any) -> Reply:
+    return Reply(content=json.dumps(obj))
+
+
+Responder = Callable[[dict[str, Any]], Reply]
+
+
+def step(request: dict[str, Any]) -> str:
+    """"Construction" or "Evolution": which A-MEM step a request is for."""
+    return request["response_format"]["json_schema"]["name"]
+
+
+def neighbour_ids(request: dict[str, Any]) -> list[str]:
+    """The real note ids the evolution request offers (from its JSON schema)."""
+    return request["response_format"]["json_schema"]["schema"]["properties"]["links"]["items"][
+        "enum"
+    ]
+
+
+def user_prompt(request: dict[str, Any]) -> str:
+    return request["messages"][-1]["content"]
+
+
+class ScriptedLLM:
+    def __init__(self, responder: Responder) -> None:
+        self.responder = responder
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                with outer._lock:
+                    outer.requests.append(body)
+                    responder = outer.responder
+                reply = responder(body)
+                if reply.hang_s:
+                    time.sleep(reply.hang_s)
+                if reply.status != 200:
+                    payload = json.dumps({"error": {"message": "scripted", "type": "scripted"}})
+                else:
+                    payload = json.dumps(
+                        {
+                            "id": "chatcmpl-scripted",
+                            "object": "chat.completion",
+                            "created": int(time.time()),
+                            "model": body.get("model", "scripted"),
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": reply.content},
+                                    "finish_reason": reply.finish_reason,
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": reply.prompt_tokens,
+                                "completion_tokens": reply.completion_tokens,
+                                "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+                            },
+                        }
+                    )
+                data = payload.encode()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a hang test)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def set(self, responder: Responder) -> None:
+        with self._lock:
+            self.responder = responder
+
+    def count(self, name: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if step(r) == name)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
