@@ -1,6 +1,7 @@
 """The system under test is the real one: `chroma run`, the embedding service (real model) and
-the gateway (plus the evolution service in tests/evolution), started once per session on free loopback ports by the same launcher `make run`
-uses. A child that dies fails the next test with its log."""
+the gateway (plus the evolution service in tests/evolution), started once per session on free
+loopback ports by the same launcher `make run` uses. A child that dies fails the next test with
+its log."""
 
 from __future__ import annotations
 

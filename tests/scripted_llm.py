@@ -36,7 +36,7 @@ Responder = Callable[[dict[str, Any]], Reply]
 
 
 def step(request: dict[str, Any]) -> str:
-    """"Construction" or "Evolution": which A-MEM step a request is for."""
+    """ "Construction" or "Evolution": which A-MEM step a request is for."""
     return request["response_format"]["json_schema"]["name"]
 
 
@@ -67,7 +67,10 @@ class ScriptedLLM:
                 with outer._lock:
                     outer.requests.append(body)
                     responder = outer.responder
-                reply = responder(body)
+                try:
+                    reply = responder(body)
+                except Exception as exc:  # a test's responder bug: visible, not a hang
+                    reply = Reply(status=500, content=f"responder failed: {exc!r}")
                 if reply.hang_s:
                     time.sleep(reply.hang_s)
                 if reply.status != 200:

@@ -24,9 +24,7 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
-    print(
-        f"amem: starting ChromaDB, the embedding, evolution and gateway services (data in {stack.data_dir})"
-    )
+    print(f"amem: starting ChromaDB, embedding, evolution and gateway (data in {stack.data_dir})")
     try:
         stack.start()
         key = stack.dev_api_key

@@ -37,7 +37,9 @@ def default_responder(request: dict) -> Reply:
     if step(request) == "Construction":
         note = request["messages"][-1]["content"].split("\n")[1]
         words = [w.strip(".,;:!?").lower() for w in note.split() if len(w) > 3]
-        return answer({"keywords": words[:3], "context": f"About {note[:40]}", "tags": ["scripted"]})
+        return answer(
+            {"keywords": words[:3], "context": f"About {note[:40]}", "tags": ["scripted"]}
+        )
     return answer({"links": [], "tags": [], "neighbour_updates": []})
 
 

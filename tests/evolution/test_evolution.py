@@ -15,8 +15,9 @@ from tests.scripted_llm import Reply, answer, step
 
 
 def test_construction_fills_only_missing_fields(evo, user_id):
-    note = remember(evo, content="Quarterly planning moved to Thursdays", keywords=["planning"],
-                    user_id=user_id)
+    note = remember(
+        evo, content="Quarterly planning moved to Thursdays", keywords=["planning"], user_id=user_id
+    )
     assert note["status"] == "done"
     assert note["keywords"] == ["planning"]  # given by the caller: kept
     assert note["context"] == "About Quarterly planning moved to Thursdays"
@@ -69,7 +70,9 @@ def test_links_and_neighbour_rewrites_go_to_the_right_notes(evo, scripted, user_
     assert new["links"] == [target]
     assert new["tags"] == ["t", "refined"]  # strengthened
     rewritten = evo.get(f"/v1/memories/{target}").json()
-    assert rewritten["context"] == "Falcon: budget, then a delay" and rewritten["tags"] == ["falcon"]
+    assert rewritten["context"] == "Falcon: budget, then a delay" and rewritten["tags"] == [
+        "falcon"
+    ]
     [entry] = [e for e in rewritten["evolution_history"] if e["kind"] == "update_neighbor"]
     assert entry["trigger"] == new["id"]
     assert entry["before"] == {"context": before[target]["context"], "tags": before[target]["tags"]}
@@ -113,7 +116,9 @@ def test_hallucinated_and_unshown_ids_are_dropped(evo, scripted, user_id):
 
 def test_revert_undoes_one_step(evo, scripted, user_id):
     old = remember(evo, content="Team offsite will be in Porto", user_id=user_id)
-    scripted.set(_evolve_towards("Team offsite", context="Offsite: Porto, then Lisbon", tags=["trip"]))
+    scripted.set(
+        _evolve_towards("Team offsite", context="Offsite: Porto, then Lisbon", tags=["trip"])
+    )
     new = remember(evo, content="Offsite moved from Porto to Lisbon", user_id=user_id)
     neighbour = evo.get(f"/v1/memories/{old['id']}").json()
     entry = next(e for e in neighbour["evolution_history"] if e["kind"] == "update_neighbor")
@@ -149,9 +154,11 @@ def _fail_first(fault: Reply, marker: str):
         if marker in request["messages"][-1]["content"] and not failed.is_set():
             failed.set()
             return fault
-        return answer({"keywords": ["k"], "context": "recovered", "tags": ["t"]}) if step(
-            request
-        ) == "Construction" else answer({"links": [], "tags": [], "neighbour_updates": []})
+        return (
+            answer({"keywords": ["k"], "context": "recovered", "tags": ["t"]})
+            if step(request) == "Construction"
+            else answer({"links": [], "tags": [], "neighbour_updates": []})
+        )
 
     return responder
 
@@ -184,12 +191,19 @@ def test_failed_note_can_be_retried(evo, scripted, user_id):
     note = remember(evo, content="Doomed to fail at first", user_id=user_id)
     assert note["status"] == "failed"
     assert "500" in note["status_reason"]
-    assert evo.get("/v1/memories", params={"user_id": user_id, "status": "failed"}).json()[
-        "memories"
-    ][0]["id"] == note["id"]
-    scripted.set(lambda request: answer({"keywords": ["k"], "context": "second try", "tags": []})
-                 if step(request) == "Construction"
-                 else answer({"links": [], "tags": [], "neighbour_updates": []}))
+    assert (
+        evo.get("/v1/memories", params={"user_id": user_id, "status": "failed"}).json()["memories"][
+            0
+        ]["id"]
+        == note["id"]
+    )
+    scripted.set(
+        lambda request: (
+            answer({"keywords": ["k"], "context": "second try", "tags": []})
+            if step(request) == "Construction"
+            else answer({"links": [], "tags": [], "neighbour_updates": []})
+        )
+    )
     r = evo.post(f"/v1/memories/{note['id']}:evolve")
     assert r.status_code == 202 and r.json()["status"] == "pending"
     done = settled(evo, note["id"])

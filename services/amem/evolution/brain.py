@@ -72,14 +72,17 @@ class OfflineBrain:
         self._embedder = embedder
         self._threshold = link_threshold
 
-    async def _keywords(self, text: str, top: int = 5, diversity: float = 0.5) -> list[str]:
+    async def _terms(
+        self, text: str, top: int = 5, diversity: float = 0.5
+    ) -> tuple[list[str], list[str]]:
+        """(keywords, tags): MMR-ranked words and bigrams, and the most relevant single words."""
         try:
             vectorizer = CountVectorizer(ngram_range=(1, 2), stop_words="english").fit([text])
-        except ValueError:  # only stop words
-            return []
+        except ValueError:  # nothing but stop words
+            return [], []
         candidates = [str(c) for c in vectorizer.get_feature_names_out() if len(c) <= 40][:200]
         if not candidates:
-            return []
+            return [], []
         embedded = await self._embedder.embed([text, *candidates])
         vectors = np.asarray(embedded.vectors, dtype=np.float32)
         doc, cands = vectors[0], vectors[1:]
@@ -93,13 +96,13 @@ class OfflineBrain:
                 score = relevance.copy()
             score[chosen] = -np.inf
             chosen.append(int(score.argmax()))
-        return [candidates[i] for i in chosen]
+        words = [i for i in np.argsort(-relevance) if " " not in candidates[i]][:3]
+        return [candidates[i] for i in chosen], [candidates[i] for i in words]
 
     async def construct(self, tenant: str, note: Note) -> tuple[Construction, Usage]:
-        keywords = await self._keywords(note.content)
+        keywords, tags = await self._terms(note.content)
         first = _SENTENCE_END.split(note.content.strip(), maxsplit=1)[0]
         context = first if len(first) <= 300 else first[:297].rstrip() + "..."
-        tags = [k for k in keywords if " " not in k][:3]
         return Construction(keywords=keywords, context=context, tags=tags), Usage()
 
     async def evolve(
