@@ -12,12 +12,16 @@ PROTO_OUT := $(patsubst protos/%.proto,services/%_pb2.py,$(PROTO_SRC))
 
 # pytest arguments, e.g. `make test PYTEST_ARGS='-k search -x'`.
 PYTEST_ARGS ?=
+# The real-LLM tier runs llama-server, built once from source and cached (~6 min the first time).
+LLAMA_SERVER = AMEM_LLAMA_SERVER_BIN="$$(scripts/build-llama-server.sh)"
 
-.PHONY: help install protos run test lint clean
+.PHONY: help install protos run test test-fast test-llm llama-server lint clean
 
 help:
 	@echo "make run    - run the whole system locally (REST API on http://127.0.0.1:$${AMEM_PORT:-8080})"
-	@echo "make test   - lint, then run the test suite against real processes"
+	@echo "make test   - lint, then every test tier against real processes (CI runs this)"
+	@echo "make test-fast - lint and every test but the real-LLM tier"
+	@echo "make test-llm  - only the real-LLM tier (llama-server with Gemma 3 270M)"
 	@echo "make lint   - ruff"
 	@echo "make protos - regenerate gRPC stubs from protos/"
 
@@ -42,7 +46,16 @@ run: install
 	$(PY) -m amem run
 
 test: install lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(LLAMA_SERVER) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install lint
+	$(PY) -m pytest -m 'not slow_llm' $(PYTEST_ARGS)
+
+test-llm: install
+	$(LLAMA_SERVER) $(PY) -m pytest -m slow_llm $(PYTEST_ARGS)
+
+llama-server: $(STAMP)
+	scripts/build-llama-server.sh
 
 lint: $(STAMP)
 	$(PY) -m ruff check services tests

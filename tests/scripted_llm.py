@@ -51,7 +51,47 @@ def user_prompt(request: dict[str, Any]) -> str:
     return request["messages"][-1]["content"]
 
 
+def _openai_body(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "scripted"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.content},
+                "finish_reason": reply.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+        },
+    }
+
+
+def _ollama_body(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    # The documented non-streaming /api/chat response.
+    return {
+        "model": body.get("model", "scripted"),
+        "created_at": "2026-11-24T00:00:00.000000Z",
+        "message": {"role": "assistant", "content": reply.content},
+        "done": True,
+        "done_reason": reply.finish_reason,
+        "total_duration": 1_000_000,
+        "load_duration": 1_000,
+        "prompt_eval_count": reply.prompt_tokens,
+        "prompt_eval_duration": 1_000,
+        "eval_count": reply.completion_tokens,
+        "eval_duration": 1_000,
+    }
+
+
 class ScriptedLLM:
+    """Serves `POST /v1/chat/completions` (OpenAI) and `POST /api/chat` (Ollama)."""
+
     def __init__(self, responder: Responder) -> None:
         self.responder = responder
         self.requests: list[dict[str, Any]] = []
@@ -73,29 +113,12 @@ class ScriptedLLM:
                     reply = Reply(status=500, content=f"responder failed: {exc!r}")
                 if reply.hang_s:
                     time.sleep(reply.hang_s)
+                ollama = self.path.startswith("/api/")
                 if reply.status != 200:
-                    payload = json.dumps({"error": {"message": "scripted", "type": "scripted"}})
+                    error = "scripted" if ollama else {"message": "scripted", "type": "scripted"}
+                    payload = json.dumps({"error": error})
                 else:
-                    payload = json.dumps(
-                        {
-                            "id": "chatcmpl-scripted",
-                            "object": "chat.completion",
-                            "created": int(time.time()),
-                            "model": body.get("model", "scripted"),
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "message": {"role": "assistant", "content": reply.content},
-                                    "finish_reason": reply.finish_reason,
-                                }
-                            ],
-                            "usage": {
-                                "prompt_tokens": reply.prompt_tokens,
-                                "completion_tokens": reply.completion_tokens,
-                                "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-                            },
-                        }
-                    )
+                    payload = json.dumps((_ollama_body if ollama else _openai_body)(body, reply))
                 data = payload.encode()
                 try:
                     self.send_response(reply.status)
@@ -110,7 +133,8 @@ class ScriptedLLM:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = f"{self.base}/v1"  # the OpenAI base URL; Ollama's host is `base`
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

@@ -101,6 +101,17 @@ def evo_b(evo_stack) -> Iterator[httpx.Client]:
         yield c
 
 
+@pytest.fixture
+def restart_evolution(evo_stack):
+    """Stop the stack's evolution service; the test restarts it as it needs; the default
+    service is back afterwards."""
+    evo_stack.processes["evolution"].stop()
+    yield evo_stack
+    for name in [n for n in evo_stack.processes if n.startswith("evolution")]:
+        evo_stack.processes.pop(name).stop()
+    evo_stack.start_evolution()
+
+
 def remember(api: httpx.Client, *, wait: bool = True, **fields) -> dict:
     r = api.post("/v1/memories", json=fields, params={"wait": str(wait).lower(), "timeout": 30})
     assert r.status_code == 201, r.text

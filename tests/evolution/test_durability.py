@@ -8,8 +8,6 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import Note
 from amem.core.store import NoteStore
@@ -19,17 +17,6 @@ from amem.evolution.engine import Engine
 from amem.evolution.scheduler import owner_of
 from tests.evolution.conftest import default_responder, offered, remember, settled
 from tests.scripted_llm import Reply, answer, step
-
-
-@pytest.fixture
-def restart_evolution(evo_stack):
-    """Stop the stack's evolution service; the test restarts it as it needs; the default
-    service is back afterwards."""
-    evo_stack.processes["evolution"].stop()
-    yield evo_stack
-    for name in [n for n in evo_stack.processes if n.startswith("evolution")]:
-        evo_stack.processes.pop(name).stop()
-    evo_stack.start_evolution()
 
 
 def test_kill_9_while_pending_loses_nothing_and_evolves_once(evo, scripted, evo_stack, user_id):

@@ -33,5 +33,5 @@ def configure(service: str, *, level: str = "INFO", json_logs: bool | None = Non
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Per-request access lines and HTTP client chatter are metrics' job, not the log's.
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "chromadb.telemetry"):
+    for noisy in ("httpx", "httpx2", "httpcore", "uvicorn.access", "chromadb.telemetry"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

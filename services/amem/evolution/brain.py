@@ -103,7 +103,8 @@ class OfflineBrain:
         keywords, tags = await self._terms(note.content)
         first = _SENTENCE_END.split(note.content.strip(), maxsplit=1)[0]
         context = first if len(first) <= 300 else first[:297].rstrip() + "..."
-        return Construction(keywords=keywords, context=context, tags=tags), Usage()
+        # Not validated: a note of stop words only has no keywords, and that is the honest answer.
+        return Construction.model_construct(keywords=keywords, context=context, tags=tags), Usage()
 
     async def evolve(
         self, tenant: str, note: Note, neighbours: list[ScoredNote]

@@ -26,9 +26,9 @@ class Construction(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    keywords: Annotated[list[Word], Field(max_length=6)]
+    keywords: Annotated[list[Word], Field(min_length=1, max_length=6)]
     context: Sentence
-    tags: Annotated[list[Word], Field(max_length=5)]
+    tags: Annotated[list[Word], Field(min_length=1, max_length=5)]
 
 
 class NeighbourUpdate(BaseModel):
