@@ -61,11 +61,11 @@ def test_request_shape_and_usage(kind, fake):
     if kind == "openai":
         assert request["response_format"]["type"] == "json_schema"
         sent = request["response_format"]["json_schema"]["schema"]
-        assert request["max_tokens"] == 512
+        assert request["max_tokens"] == 768
     else:
         sent = request["format"]
         assert request["stream"] is False
-        assert request["options"]["num_predict"] == 512
+        assert request["options"]["num_predict"] == 768
     assert sent["properties"]["links"]["items"]["enum"] == ["id-1", "id-2"]
 
 

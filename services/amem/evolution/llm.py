@@ -109,9 +109,15 @@ class _Base:
         self._limit = asyncio.Semaphore(settings.llm_max_concurrency)
 
     async def _attempt(
-        self, prompt: str, reply: type[T], schema: dict[str, Any]
+        self, prompt: str, reply: type[T], schema: dict[str, Any], temperature: float
     ) -> tuple[T, Usage]:
         raise NotImplementedError
+
+    def _temperature(self, attempt: int) -> float:
+        """The configured temperature first; then more, so that a retry of a model that
+        rambled or broke the schema does not deterministically produce the same reply."""
+        base = self._settings.llm_temperature
+        return base if attempt == 1 else min(1.0, max(base, 0.3) + 0.2 * (attempt - 2))
 
     async def generate(
         self, prompt: str, reply: type[T], schema: dict[str, Any], *, tenant: str
@@ -128,7 +134,12 @@ class _Base:
                 outcome = "ok"
                 try:
                     async with self._limit:
-                        parsed, usage = await self._attempt(prompt, reply, schema)
+                        parsed, usage = await self._attempt(
+                            prompt,
+                            reply,
+                            schema,
+                            self._temperature(attempt.retry_state.attempt_number),
+                        )
                 except RetryableLLMError as exc:
                     outcome = exc.reason
                     LLM_RETRIES.labels(exc.reason).inc()
@@ -162,7 +173,7 @@ class OpenAILLM(_Base):
             max_retries=0,  # retries are ours, so that bad JSON is retried the same way
         )
 
-    async def _attempt(self, prompt, reply, schema):
+    async def _attempt(self, prompt, reply, schema, temperature):
         openai = self._openai
         try:
             response = await self._client.chat.completions.create(
@@ -176,7 +187,7 @@ class OpenAILLM(_Base):
                     "json_schema": {"name": reply.__name__, "schema": schema, "strict": False},
                 },
                 max_tokens=self._settings.llm_max_tokens,
-                temperature=self._settings.llm_temperature,
+                temperature=temperature,
             )
         except openai.APIStatusError as exc:
             if exc.status_code == 429 or exc.status_code >= 500:
@@ -215,7 +226,7 @@ class OllamaLLM(_Base):
         self._ollama = ollama
         self._client = ollama.AsyncClient(host=settings.ollama_host, timeout=settings.llm_timeout_s)
 
-    async def _attempt(self, prompt, reply, schema):
+    async def _attempt(self, prompt, reply, schema, temperature):
         ollama = self._ollama
         import httpx
 
@@ -229,7 +240,7 @@ class OllamaLLM(_Base):
                 format=schema,
                 options={
                     "num_predict": self._settings.llm_max_tokens,
-                    "temperature": self._settings.llm_temperature,
+                    "temperature": temperature,
                 },
             )
         except ollama.ResponseError as exc:

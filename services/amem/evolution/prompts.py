@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-PROMPT_VERSION = "2026-11-24.1"
+PROMPT_VERSION = "2026-11-24.2"
 
 Word = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 Sentence = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
@@ -35,8 +35,8 @@ class NeighbourUpdate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str
-    context: Sentence
-    tags: Annotated[list[Word], Field(max_length=5)]
+    context: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+    tags: Annotated[list[Word], Field(max_length=4)]
 
 
 class Evolution(BaseModel):
@@ -46,7 +46,7 @@ class Evolution(BaseModel):
 
     links: Annotated[list[str], Field(max_length=5)]
     tags: Annotated[list[Word], Field(max_length=5)]
-    neighbour_updates: Annotated[list[NeighbourUpdate], Field(max_length=5)]
+    neighbour_updates: Annotated[list[NeighbourUpdate], Field(max_length=3)]
 
 
 def construction_prompt(content: str) -> str:
@@ -81,6 +81,6 @@ def evolution_schema(neighbour_ids: list[str]) -> dict[str, Any]:
     ids = {"type": "string", "enum": neighbour_ids}
     bound = min(5, len(neighbour_ids))  # a small model otherwise repeats ids to fill the list
     schema["properties"]["links"].update(items=ids, maxItems=bound)
-    schema["properties"]["neighbour_updates"]["maxItems"] = bound
+    schema["properties"]["neighbour_updates"]["maxItems"] = min(3, bound)
     schema["$defs"]["NeighbourUpdate"]["properties"]["id"] = ids
     return schema

@@ -55,7 +55,7 @@ class EvolutionSettings(CommonSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_attempts: int = Field(default=4, ge=1, le=10)
     llm_max_concurrency: int = Field(default=4, ge=1)
-    llm_max_tokens: int = Field(default=512, ge=16)
+    llm_max_tokens: int = Field(default=768, ge=16)
     llm_temperature: float = Field(default=0.0, ge=0, le=2)
 
     shutdown_grace_s: float = Field(default=10.0, ge=0)
