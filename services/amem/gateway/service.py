@@ -97,8 +97,10 @@ class MemoryService:
             await self._check_links(tenant, set(changed["links"]))
         updated = note.model_copy(update=changed)
         if "content" in changed and changed["content"] != note.content:
-            # New content needs the LLM work again.
+            # New content needs the LLM work again, decided afresh.
             updated.status, updated.status_reason = EvolutionStatus.PENDING, None
+            updated.plan = None
+            changed["plan"] = None
         updated.version = note.version + 1
         updated.updated_at = utcnow()
         # Write only what changed, so a concurrent writer's other fields survive.
