@@ -121,8 +121,11 @@ def remember(api: httpx.Client, *, wait: bool = True, **fields) -> dict:
 def settled(api: httpx.Client, note_id: str, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        note = api.get(f"/v1/memories/{note_id}").json()
-        if note["status"] != "pending":
-            return note
+        r = api.get(f"/v1/memories/{note_id}")
+        if r.status_code != 503:  # a dependency restarting
+            assert r.status_code == 200, r.text
+            note = r.json()
+            if note["status"] != "pending":
+                return note
         assert time.monotonic() < deadline, f"memory {note_id} still pending"
         time.sleep(0.2)

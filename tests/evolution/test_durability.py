@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,6 +40,33 @@ def test_kill_9_while_pending_loses_nothing_and_evolves_once(evo, scripted, evo_
     evo_stack.start_evolution()
     for note in notes:
         done = settled(evo, note["id"])
+        assert done["status"] == "done"
+        assert [e["kind"] for e in done["evolution_history"]] == ["evolve"]
+
+
+def test_chroma_dying_mid_evolution_leaves_notes_pending_then_done(
+    evo, scripted, evo_stack, user_id
+):
+    marker = f"chroma-{user_id}"
+    asked, release = threading.Event(), threading.Event()
+
+    def held(request):
+        if marker in request["messages"][-1]["content"]:
+            asked.set()
+            release.wait(30)
+        return default_responder(request)
+
+    scripted.set(held)
+    notes = [
+        remember(evo, content=f"{marker} note {i}", user_id=user_id, wait=False) for i in range(2)
+    ]
+    assert asked.wait(30)
+    evo_stack.processes["chromadb"].kill()
+    release.set()  # the LLM answers while the store is gone: nothing can be written
+    time.sleep(1)
+    evo_stack.start_chroma()
+    for note in notes:
+        done = settled(evo, note["id"], timeout=90)
         assert done["status"] == "done"
         assert [e["kind"] for e in done["evolution_history"]] == ["evolve"]
 

@@ -199,7 +199,7 @@ def test_failed_note_can_be_retried(evo, scripted, user_id):
     )
     scripted.set(
         lambda request: (
-            answer({"keywords": ["k"], "context": "second try", "tags": []})
+            answer({"keywords": ["k"], "context": "second try", "tags": ["t"]})
             if step(request) == "Construction"
             else answer({"links": [], "tags": [], "neighbour_updates": []})
         )
