@@ -51,34 +51,35 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture(autouse=True)
-def _stack_alive(request: pytest.FixtureRequest) -> None:
-    """Fail fast, with the child's log, when a process of the stack has died."""
-    if "stack" in request.fixturenames:
-        request.getfixturevalue("stack").check_alive()
+def _stacks_alive(request: pytest.FixtureRequest) -> None:
+    """Fail fast, with the child's log, when a process of a stack the test uses has died."""
+    for name in ("stack", "evo_stack"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).check_alive()
 
 
-def _client(stack: LocalStack, key: str | None) -> httpx.Client:
+def client_for(stack: LocalStack, key: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=stack.gateway_url, headers=headers, timeout=30)
+    return httpx.Client(base_url=stack.gateway_url, headers=headers, timeout=60)
 
 
 @pytest.fixture
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
     """A client of tenant A."""
-    with _client(stack, KEY_A) as c:
+    with client_for(stack, KEY_A) as c:
         yield c
 
 
 @pytest.fixture
 def api_b(stack: LocalStack) -> Iterator[httpx.Client]:
     """A client of tenant B."""
-    with _client(stack, KEY_B) as c:
+    with client_for(stack, KEY_B) as c:
         yield c
 
 
 @pytest.fixture
 def anon(stack: LocalStack) -> Iterator[httpx.Client]:
-    with _client(stack, None) as c:
+    with client_for(stack, None) as c:
         yield c
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from amem.devstack import LocalStack, free_port
-from tests.conftest import KEY_A, KEY_B
+from tests.conftest import KEY_A, KEY_B, client_for
 from tests.scripted_llm import Reply, ScriptedLLM, answer, step
 
 LLM_ENV = {
@@ -79,25 +79,17 @@ def evo_stack(stack, scripted, tmp_path_factory) -> Iterator[LocalStack]:
         s.stop()
 
 
-@pytest.fixture(autouse=True)
-def _evo_alive(request: pytest.FixtureRequest) -> None:
-    if "evo_stack" in request.fixturenames:
-        request.getfixturevalue("evo_stack").check_alive()
-
-
 @pytest.fixture
 def evo(evo_stack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=evo_stack.gateway_url, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=60
-    ) as c:
+    """A client of tenant A on the evolution stack."""
+    with client_for(evo_stack, KEY_A) as c:
         yield c
 
 
 @pytest.fixture
 def evo_b(evo_stack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=evo_stack.gateway_url, headers={"Authorization": f"Bearer {KEY_B}"}, timeout=60
-    ) as c:
+    """A client of tenant B on the evolution stack."""
+    with client_for(evo_stack, KEY_B) as c:
         yield c
 
 

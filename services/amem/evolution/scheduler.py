@@ -21,6 +21,7 @@ from prometheus_client import Gauge
 
 from amem.core.errors import AmemError, Unavailable
 from amem.evolution.engine import Engine
+from amem.evolution.membership import Membership
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,12 @@ class Scheduler:
         self,
         engine: Engine,
         *,
-        replica_index: int,
-        replicas: int,
+        membership: Membership,
         scan_interval_s: float,
         list_tenants: Callable[[], Awaitable[list[str]]],
     ) -> None:
         self._engine = engine
-        self.index = replica_index
-        self.replicas = replicas
+        self._membership = membership
         self._scan_interval = scan_interval_s
         self._list_tenants = list_tenants
         self._queues: dict[str, _TenantQueue] = {}
@@ -68,8 +67,15 @@ class Scheduler:
         self._stopping = False
         self.idle = asyncio.Event()  # set while nothing is queued or running
 
+    @property
+    def index(self) -> int:
+        return self._membership.index
+
+    def owner(self, tenant: str) -> int:
+        return owner_of(tenant, self._membership.replicas)
+
     def owns(self, tenant: str) -> bool:
-        return owner_of(tenant, self.replicas) == self.index
+        return self.owner(tenant) == self.index
 
     def start(self) -> None:
         self._scanner = asyncio.create_task(self._scan_forever(), name="evolution-scan")
@@ -111,6 +117,9 @@ class Scheduler:
     async def _drain(self, tenant: str, q: _TenantQueue) -> None:
         try:
             while q.ids and not self._stopping:
+                if not self.owns(tenant):  # the replicas changed: the new owner's scan takes over
+                    q.ids.clear()
+                    break
                 note_id = next(iter(q.ids))
                 del q.ids[note_id]
                 self._update_gauges()

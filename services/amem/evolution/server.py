@@ -16,7 +16,8 @@ from amem.core.store import NoteStore
 from amem.evolution.brain import Brain, LLMBrain, OfflineBrain
 from amem.evolution.engine import Engine
 from amem.evolution.llm import make_llm
-from amem.evolution.scheduler import Scheduler, owner_of
+from amem.evolution.membership import Membership
+from amem.evolution.scheduler import Scheduler
 from amem.evolution.settings import EvolutionSettings
 from amem.evolution.v1 import evolution_pb2, evolution_pb2_grpc
 
@@ -26,24 +27,24 @@ SERVICE_NAME = evolution_pb2.DESCRIPTOR.services_by_name["EvolutionService"].ful
 
 
 class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
-    def __init__(self, scheduler: Scheduler, engine: Engine, peers: list[EvolutionClient]):
+    def __init__(self, scheduler: Scheduler, engine: Engine, membership: Membership):
         self._scheduler = scheduler
         self._engine = engine
-        self._peers = peers  # by replica index; empty for a single replica
+        self._membership = membership
 
-    def _owner(self, tenant: str) -> int | None:
-        """The owner's index when it is another replica, else None."""
+    def _owner(self, tenant: str) -> EvolutionClient | None:
+        """A client of the owner when it is another replica, else None."""
         if not tenant:
             raise InvalidArgument("tenant must not be empty")
         if self._scheduler.owns(tenant):
             return None
-        return owner_of(tenant, self._scheduler.replicas)
+        return self._membership.client(self._scheduler.owner(tenant))
 
     async def Notify(self, request, context):  # noqa: N802
         owner = self._owner(request.tenant)
         if owner is not None:
             return evolution_pb2.NotifyResponse(
-                owner=await self._peers[owner].notify(request.tenant, list(request.note_ids))
+                owner=await owner.notify(request.tenant, list(request.note_ids))
             )
         self._scheduler.enqueue(request.tenant, list(request.note_ids))
         return evolution_pb2.NotifyResponse(owner=self._scheduler.index)
@@ -52,7 +53,7 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
         owner = self._owner(request.tenant)
         remaining = context.time_remaining() or 30.0
         if owner is not None:
-            entry = await self._peers[owner].revert(
+            entry = await owner.revert(
                 request.tenant, request.note_id, request.entry_id, timeout_s=remaining
             )
             return evolution_pb2.RevertResponse(revert_entry_id=entry)
@@ -73,8 +74,8 @@ def make_brain(settings: EvolutionSettings, embedder: EmbeddingClient) -> Brain:
 
 
 async def serve(settings: EvolutionSettings) -> None:
-    index = settings.resolved_replica_index()
-    replicas = max(1, len(settings.peers))
+    membership = Membership(settings)
+    await membership.refresh()
     store = NoteStore(
         settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
     )
@@ -82,30 +83,34 @@ async def serve(settings: EvolutionSettings) -> None:
     engine = Engine(store, embedder, make_brain(settings, embedder), neighbours=settings.neighbours)
     scheduler = Scheduler(
         engine,
-        replica_index=index,
-        replicas=replicas,
+        membership=membership,
         scan_interval_s=settings.scan_interval_s,
         list_tenants=store.tenants,
     )
-    peers = [EvolutionClient(p) for p in settings.peers]
     server, port, health = await create_server(settings.listen, [SERVICE_NAME])
     evolution_pb2_grpc.add_EvolutionServiceServicer_to_server(
-        EvolutionServicer(scheduler, engine, peers), server
+        EvolutionServicer(scheduler, engine, membership), server
     )
     await server.start()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
     scheduler.start()
+    watcher = asyncio.create_task(membership.run(settings.peers_refresh_s))
     await set_serving(health, [SERVICE_NAME], True)
-    log.info("evolution service replica %d/%d listening on port %d", index, replicas, port)
+    log.info(
+        "evolution service replica %d/%d listening on port %d",
+        membership.index,
+        membership.replicas,
+        port,
+    )
 
     await wait_for_stop_signal()
     log.info("shutting down: finishing the notes in progress")
     await set_serving(health, [SERVICE_NAME], False)
     await scheduler.stop()  # unfinished notes stay pending and are picked up again
     await server.stop(settings.shutdown_grace_s)
-    for client in peers:
-        await client.close()
+    watcher.cancel()
+    await membership.close()
     await embedder.close()
     await store.close()
 

@@ -37,6 +37,12 @@ class EvolutionSettings(CommonSettings):
     # This replica's index in `peers`; unset: the trailing number of the host name (the
     # StatefulSet ordinal, e.g. amem-evolution-2), else 0.
     replica_index: int | None = Field(default=None, ge=0)
+    # Kubernetes: find the replicas through a StatefulSet's headless Service instead of `peers`
+    # (its DNS name, the pods' name prefix and their gRPC port).
+    peers_dns: str | None = None
+    peers_pod_prefix: str = "amem-evolution"
+    peers_port: int = Field(default=50052, ge=1, le=65535)
+    peers_refresh_s: float = Field(default=10.0, gt=0)
 
     # How often to look for pending notes nobody told us about (after a crash, a lost Notify).
     scan_interval_s: float = Field(default=10.0, gt=0)
@@ -73,7 +79,7 @@ class EvolutionSettings(CommonSettings):
             index = self.replica_index
         else:
             m = re.search(r"-(\d+)$", os.environ.get("HOSTNAME", ""))
-            index = int(m.group(1)) if m and self.peers else 0
+            index = int(m.group(1)) if m and (self.peers or self.peers_dns) else 0
         if self.peers and index >= len(self.peers):
             raise ValueError(f"replica index {index} is outside peers ({len(self.peers)})")
         return index

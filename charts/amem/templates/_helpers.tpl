@@ -1,0 +1,139 @@
+{{/* Chart name, truncated to the 63 characters DNS labels allow. */}}
+{{- define "amem.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name; a component name is appended by "amem.component". */}}
+{{- define "amem.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<fullname>-<component>": call with (dict "root" $ "component" "gateway"). */}}
+{{- define "amem.component" -}}
+{{- printf "%s-%s" (include "amem.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "amem.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{ include "amem.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: amem
+{{- end }}
+
+{{- define "amem.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "amem.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* An amem image: (dict "root" $ "name" "amem-gateway" "suffix" ""). */}}
+{{- define "amem.image" -}}
+{{- $img := .root.Values.image -}}
+{{- $tag := default .root.Chart.AppVersion $img.tag -}}
+{{- printf "%s/%s%s:%s%s" $img.registry $img.repository .name $tag (default "" .suffix) }}
+{{- end }}
+
+{{- define "amem.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "amem.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "amem.secretName" -}}
+{{- default (include "amem.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/* Pod-level settings every amem pod shares. */}}
+{{- define "amem.podCommon" -}}
+serviceAccountName: {{ include "amem.serviceAccountName" . }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Scheduling settings of one component: (dict "v" .Values.gateway). */}}
+{{- define "amem.scheduling" -}}
+{{- with .v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Checksums of the config and secret, so that a change rolls the pods. */}}
+{{- define "amem.checksums" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- if not .Values.secrets.existingSecret }}
+checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/* The emptyDir every pod mounts at /tmp under a read-only root filesystem. */}}
+{{- define "amem.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end }}
+{{- define "amem.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* Contradictory values fail the install with a message. */}}
+{{- define "amem.validate" -}}
+{{- if and .Values.secrets.existingSecret (or .Values.secrets.apiKeys .Values.secrets.llmApiKey .Values.secrets.generateDefaultKey) }}
+{{- fail "secrets.existingSecret is set: leave secrets.apiKeys and secrets.llmApiKey empty and secrets.generateDefaultKey false (the keys come from the existing Secret)" }}
+{{- end }}
+{{- if and .Values.embedding.gpu.enabled (ne .Values.embedding.image.variant "cuda") }}
+{{- fail "embedding.gpu.enabled needs embedding.image.variant=cuda (the cpu image cannot use a GPU)" }}
+{{- end }}
+{{- if and (not .Values.secrets.existingSecret) (not .Values.secrets.apiKeys) (not .Values.secrets.generateDefaultKey) }}
+{{- fail "no API keys: set secrets.apiKeys, secrets.existingSecret or secrets.generateDefaultKey=true" }}
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy peers: (dict "root" $ "component" "gateway"). */}}
+{{- define "amem.peer" -}}
+- podSelector:
+    matchLabels:
+      app.kubernetes.io/name: {{ include "amem.name" .root }}
+      app.kubernetes.io/instance: {{ .root.Release.Name }}
+      app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- define "amem.dnsEgress" -}}
+- to:
+    - namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+{{- end }}
