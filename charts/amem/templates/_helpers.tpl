@@ -137,3 +137,9 @@ checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256
     - {protocol: UDP, port: 53}
     - {protocol: TCP, port: 53}
 {{- end }}
+
+{{/* Policy checks this chart does not meet, each with its reason (checkov reads these). */}}
+{{- define "amem.checkovSkips" -}}
+checkov.io/skip1: CKV_K8S_43=Tags by default so that `helm install` works as documented; set image.tag to a digest-pinned release in production
+checkov.io/skip2: CKV_K8S_15=IfNotPresent with immutable release tags; set image.pullPolicy to Always if your registry reuses tags
+{{- end }}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 
 from prometheus_client import start_http_server
@@ -116,6 +117,8 @@ async def serve(settings: EvolutionSettings) -> None:
 
 
 def main() -> None:
-    settings = EvolutionSettings()
+    # Secrets may come as files (a mounted Kubernetes Secret) named like their variables,
+    # e.g. amem_evolution_llm_api_key, in the directory AMEM_SECRETS_DIR.
+    settings = EvolutionSettings(_secrets_dir=os.environ.get("AMEM_SECRETS_DIR"))
     logs.configure("evolution", level=settings.log_level, json_logs=settings.json_logs)
     asyncio.run(serve(settings))
