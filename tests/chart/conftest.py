@@ -13,7 +13,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "amem"
-SCENARIOS = {"defaults": None} | {f.stem: f for f in sorted((CHART / "ci").glob("*.yaml"))}
+# Value scenarios: the chart's CI values, and the values files k8s/ ships for kind and GPUs.
+SCENARIOS = (
+    {"defaults": None}
+    | {f.stem: f for f in sorted((CHART / "ci").glob("*.yaml"))}
+    | {f"k8s-{f.stem}": f for f in sorted((ROOT / "k8s").glob("values-*.yaml"))}
+)
 
 
 def tool(name: str) -> str:

@@ -85,7 +85,7 @@ def test_gpu_resources_only_on_embedding_and_only_when_enabled():
 
 
 def test_kind_profile_schedules_embedding_on_the_tainted_pool():
-    pod = pod_specs(rendered("kind-cpu-values"))["amem-embedding"]["spec"]
+    pod = pod_specs(rendered("k8s-values-kind"))["amem-embedding"]["spec"]
     assert pod["nodeSelector"] == {"amem.dev/pool": "gpu"}
     assert pod["tolerations"][0]["key"] == "amem.dev/pool"
     assert pod["containers"][0]["imagePullPolicy"] == "Never"

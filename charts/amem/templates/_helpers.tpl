@@ -36,11 +36,16 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{/* An amem image: (dict "root" $ "name" "amem-gateway" "suffix" ""). */}}
+{{/* An amem image: (dict "root" $ "image" .Values.gateway.image "suffix" ""). A component's
+     image.full (a complete reference, as skaffold sets it) wins over the composed one. */}}
 {{- define "amem.image" -}}
+{{- if .image.full }}
+{{- .image.full }}
+{{- else }}
 {{- $img := .root.Values.image -}}
 {{- $tag := default .root.Chart.AppVersion $img.tag -}}
-{{- printf "%s/%s%s:%s%s" $img.registry $img.repository .name $tag (default "" .suffix) }}
+{{- printf "%s/%s%s:%s%s" $img.registry $img.repository .image.name $tag (default "" .suffix) }}
+{{- end }}
 {{- end }}
 
 {{- define "amem.serviceAccountName" -}}
