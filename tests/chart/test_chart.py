@@ -280,3 +280,18 @@ def test_network_policies_can_be_left_to_the_cluster():
     out = helm("template", "amem", str(CHART), "--set", "networkPolicy.enabled=false").stdout
     assert "kind: NetworkPolicy" not in out
     assert "kind: NetworkPolicy" in rendered_text("defaults")
+
+
+def test_replicas_spread_over_nodes_and_zones_by_default():
+    pods = pod_specs(rendered("defaults"))
+    for name in ("amem-gateway", "amem-embedding", "amem-evolution"):
+        constraints = pods[name]["spec"]["topologySpreadConstraints"]
+        assert {c["topologyKey"] for c in constraints} == {
+            "kubernetes.io/hostname",
+            "topology.kubernetes.io/zone",
+        }
+        labels = pods[name]["metadata"]["labels"]
+        for c in constraints:
+            assert (
+                _matches(c["labelSelector"], labels) and c["whenUnsatisfiable"] == "ScheduleAnyway"
+            )

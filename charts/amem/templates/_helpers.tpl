@@ -72,7 +72,8 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
-{{/* Scheduling settings of one component: (dict "v" .Values.gateway). */}}
+{{/* Scheduling settings of one component: (dict "v" .Values.gateway "c" $c). Without explicit
+     topologySpreadConstraints, replicas are spread over nodes and zones where possible. */}}
 {{- define "amem.scheduling" -}}
 {{- with .v.nodeSelector }}
 nodeSelector:
@@ -86,9 +87,19 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .v.topologySpreadConstraints }}
+{{- if .v.topologySpreadConstraints }}
 topologySpreadConstraints:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml .v.topologySpreadConstraints | nindent 2 }}
+{{- else if .c }}
+topologySpreadConstraints:
+  {{- range list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+  - maxSkew: 1
+    topologyKey: {{ . }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "amem.selectorLabels" $.c | nindent 8 }}
+  {{- end }}
 {{- end }}
 {{- end }}
 
