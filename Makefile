@@ -25,7 +25,7 @@ TOOLS_VENV  := $(TOOLS)/venv-checkov-3.3.30
 CHART_TOOLS = AMEM_HELM=$(HELM) AMEM_CHECKOV=$(TOOLS_VENV)/bin/checkov \
 	AMEM_KUBERNETES_VALIDATE=$(TOOLS_VENV)/bin/kubernetes-validate
 
-.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check dev e2e lint clean
+.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check eval dev e2e lint clean
 
 help:
 	@echo "make run    - run the whole system locally (REST API on http://127.0.0.1:$${AMEM_PORT:-8080})"
@@ -35,6 +35,7 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make protos - regenerate gRPC stubs from protos/"
 	@echo "make chart-check - helm lint, render, kubernetes-validate and checkov the chart"
+	@echo "make eval   - recall@k on LoCoMo through the REST API (LOCOMO=<file>)"
 	@echo "make dev    - skaffold dev on kind (k8s/kind-cluster.yaml)"
 	@echo "make e2e    - install the chart on the KUBECONFIG cluster and smoke-test it"
 
@@ -84,6 +85,11 @@ $(TOOLS_VENV)/.installed:
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install --quiet checkov==3.3.30 kubernetes-validate==1.37.0
 	touch $@
+
+# Retrieval quality on LoCoMo through the REST API (a fresh local stack); LOCOMO=<file> for another.
+LOCOMO ?= ../shared/data/locomo-dev.json
+eval: install
+	$(PY) -m amem.bench.locomo --data $(LOCOMO) --out bench-results/eval.json
 
 # skaffold dev on the kind cluster of k8s/kind-cluster.yaml (needs docker, kind and skaffold).
 dev:

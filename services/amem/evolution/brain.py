@@ -54,6 +54,7 @@ class LLMBrain:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+_MAX_CANDIDATES = 48
 
 
 class OfflineBrain:
@@ -80,7 +81,11 @@ class OfflineBrain:
             vectorizer = CountVectorizer(ngram_range=(1, 2), stop_words="english").fit([text])
         except ValueError:  # nothing but stop words
             return [], []
-        candidates = [str(c) for c in vectorizer.get_feature_names_out() if len(c) <= 40][:200]
+        # In order of first appearance (the vectorizer sorts alphabetically), and capped: the
+        # cost is one embedding per candidate, and a note's start says the most about it.
+        lowered = text.lower()
+        names = [str(c) for c in vectorizer.get_feature_names_out() if len(c) <= 40]
+        candidates = sorted(names, key=lambda c: lowered.find(c.split()[0]))[:_MAX_CANDIDATES]
         if not candidates:
             return [], []
         embedded = await self._embedder.embed([text, *candidates])
