@@ -73,6 +73,8 @@ class Engine:
         self._embedder = embedder
         self._brain = brain
         self._k = neighbours
+        # Vectors of embedding texts computed while deciding, for the write that follows.
+        self._vectors: dict[str, list[float]] = {}
 
     async def process(self, tenant: str, note_id: str) -> str:
         """Evolve one note if it is pending; returns the outcome (for logs and metrics)."""
@@ -95,7 +97,10 @@ class Engine:
             except LLMError as exc:
                 await self._fail(tenant, note, str(exc))
                 return "failed"
-            await self._store.update_fields(tenant, [note], {"plan"})
+            if note.plan["neighbour_updates"]:
+                # Journal only what can be half-applied: a plan that changes the note alone is
+                # applied in one write, and a crash before it just decides again.
+                await self._store.update_fields(tenant, [note], {"plan"})
         await self._apply(tenant, note, note.plan)
         return "done"
 
@@ -110,6 +115,7 @@ class Engine:
         draft = note.model_copy(update=construction)
 
         embedded = await self._embedder.embed([draft.embedding_text()])
+        self._remember_vector(draft.embedding_text(), embedded.vectors[0])
         # A user's notes evolve among that user's notes: evolution copies text into neighbours,
         # which must not carry one user's memories into another's.
         scope = NoteFilter(user_id=note.user_id) if note.user_id else None
@@ -213,11 +219,21 @@ class Engine:
             {*_NEIGHBOUR_FIELDS, "evolution_history", "version", "updated_at"},
         )
 
+    def _remember_vector(self, text: str, vector: list[float]) -> None:
+        self._vectors[text] = vector
+        while len(self._vectors) > 64:
+            self._vectors.pop(next(iter(self._vectors)))
+
     async def _write(self, tenant: str, before: Note, after: Note, fields: Iterable[str]) -> None:
-        """Store `fields` of `after`, re-embedding when the embedded text changed."""
+        """Store `fields` of `after`, re-embedding when the embedded text changed (reusing the
+        vector computed for the neighbour search when the text is the same)."""
         vectors = None
-        if after.embedding_text() != before.embedding_text():
-            vectors = (await self._embedder.embed([after.embedding_text()])).vectors
+        text = after.embedding_text()
+        if text != before.embedding_text():
+            cached = self._vectors.pop(text, None)
+            vectors = (
+                [cached] if cached is not None else (await self._embedder.embed([text])).vectors
+            )
         await self._store.update_fields(tenant, [after], set(fields), embeddings=vectors)
 
     async def _fail(self, tenant: str, note: Note, reason: str) -> None:
