@@ -30,7 +30,8 @@ def _alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
-def test_run_serves_with_the_dev_key_and_stops_all_children(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_run_serves_with_the_dev_key_and_stops_all_children(tmp_path, stop_signal):
     port = free_port()
     env = {
         **os.environ,
@@ -63,7 +64,7 @@ def test_run_serves_with_the_dev_key_and_stops_all_children(tmp_path):
         children = _children(proc.pid)
         assert len(children) == 4  # chroma, embedding, evolution, gateway
 
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop_signal)
         assert proc.wait(60) == 0
         deadline = time.monotonic() + 10
         while any(_alive(c) for c in children) and time.monotonic() < deadline:
