@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from amem.core.embedding_client import EmbeddingClient
-from amem.core.errors import NotFound
+from amem.core.errors import Conflict, NotFound
 from amem.core.model import EvolutionStatus, Note, NoteFilter, utcnow
 from amem.core.store import NoteStore
 from amem.evolution.brain import Brain
@@ -248,16 +248,12 @@ class Engine:
     async def revert(self, tenant: str, note_id: str, entry_id: str) -> Note:
         """Undo one history entry: restore its `before` values if the fields still hold its
         `after` values (else Conflict), and record the revert as a new entry."""
-        from amem.core.errors import Conflict
-
         note = await self._store.get(tenant, note_id)
         entry = next((e for e in note.evolution_history if e.get("id") == entry_id), None)
         if entry is None:
             raise NotFound(f"history entry {entry_id!r} not found on memory {note_id!r}")
         if entry.get("kind") == "revert":
-            raise Conflict(
-                "a revert cannot be reverted; revert the original entry's revert by editing"
-            )
+            raise Conflict("a revert cannot itself be reverted; change the fields with PATCH")
         if any(e.get("reverts") == entry_id for e in note.evolution_history):
             raise Conflict(f"history entry {entry_id!r} was already reverted")
         current = {f: getattr(note, f) for f in entry["after"]}
