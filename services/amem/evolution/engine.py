@@ -178,21 +178,11 @@ class Engine:
                 ),
             )
         updated.status, updated.status_reason, updated.plan = EvolutionStatus.DONE, None, None
-        updated.version += 1
-        updated.updated_at = utcnow()
         await self._write(
             tenant,
             note,
             updated,
-            {
-                *changed,
-                "evolution_history",
-                "status",
-                "status_reason",
-                "plan",
-                "version",
-                "updated_at",
-            },
+            {*changed, "evolution_history", "status", "status_reason", "plan"},
         )
 
     async def _apply_neighbour(
@@ -210,14 +200,7 @@ class Engine:
             return
         updated = neighbour.model_copy(update=after)
         _append_history(updated, _history_entry(plan, "update_neighbor", before, after))
-        updated.version += 1
-        updated.updated_at = utcnow()
-        await self._write(
-            tenant,
-            neighbour,
-            updated,
-            {*_NEIGHBOUR_FIELDS, "evolution_history", "version", "updated_at"},
-        )
+        await self._write(tenant, neighbour, updated, {*_NEIGHBOUR_FIELDS, "evolution_history"})
 
     def _remember_vector(self, text: str, vector: list[float]) -> None:
         self._vectors[text] = vector
@@ -225,8 +208,11 @@ class Engine:
             self._vectors.pop(next(iter(self._vectors)))
 
     async def _write(self, tenant: str, before: Note, after: Note, fields: Iterable[str]) -> None:
-        """Store `fields` of `after`, re-embedding when the embedded text changed (reusing the
-        vector computed for the neighbour search when the text is the same)."""
+        """Store `fields` of `after` as a new version, re-embedding when the embedded text
+        changed (reusing the vector computed for the neighbour search when the text is the
+        same). Only those fields are written, so a concurrent writer's others survive."""
+        after.version = before.version + 1
+        after.updated_at = utcnow()
         vectors = None
         text = after.embedding_text()
         if text != before.embedding_text():
@@ -234,16 +220,16 @@ class Engine:
             vectors = (
                 [cached] if cached is not None else (await self._embedder.embed([text])).vectors
             )
-        await self._store.update_fields(tenant, [after], set(fields), embeddings=vectors)
+        await self._store.update_fields(
+            tenant, [after], {*fields, "version", "updated_at"}, embeddings=vectors
+        )
 
     async def _fail(self, tenant: str, note: Note, reason: str) -> None:
         log.warning("evolution of a note failed: %s", reason)
-        note.status, note.status_reason = EvolutionStatus.FAILED, reason[:500]
-        note.version += 1
-        note.updated_at = utcnow()
-        await self._store.update_fields(
-            tenant, [note], {"status", "status_reason", "version", "updated_at"}
+        failed = note.model_copy(
+            update={"status": EvolutionStatus.FAILED, "status_reason": reason[:500]}
         )
+        await self._write(tenant, note, failed, {"status", "status_reason"})
 
     async def revert(self, tenant: str, note_id: str, entry_id: str) -> Note:
         """Undo one history entry: restore its `before` values if the fields still hold its
@@ -275,11 +261,7 @@ class Engine:
                 "at": utcnow().isoformat(),
             },
         )
-        updated.version += 1
-        updated.updated_at = utcnow()
-        await self._write(
-            tenant, note, updated, {*entry["before"], "evolution_history", "version", "updated_at"}
-        )
+        await self._write(tenant, note, updated, {*entry["before"], "evolution_history"})
         return updated
 
     async def pending(self, tenant: str, limit: int) -> list[str]:
