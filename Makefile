@@ -25,7 +25,7 @@ TOOLS_VENV  := $(TOOLS)/venv-checkov-3.3.30
 CHART_TOOLS = AMEM_HELM=$(HELM) AMEM_CHECKOV=$(TOOLS_VENV)/bin/checkov \
 	AMEM_KUBERNETES_VALIDATE=$(TOOLS_VENV)/bin/kubernetes-validate
 
-.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check eval dev e2e lint clean
+.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check eval bench profile dev e2e lint clean
 
 help:
 	@echo "make run    - run the whole system locally (REST API on http://127.0.0.1:$${AMEM_PORT:-8080})"
@@ -36,6 +36,8 @@ help:
 	@echo "make protos - regenerate gRPC stubs from protos/"
 	@echo "make chart-check - helm lint, render, kubernetes-validate and checkov the chart"
 	@echo "make eval   - recall@k on LoCoMo through the REST API (LOCOMO=<file>)"
+	@echo "make bench  - speed: embedding, write and search paths vs the naive in-process way"
+	@echo "make profile - py-spy samples of the gateway's search and write paths"
 	@echo "make dev    - skaffold dev on kind (k8s/kind-cluster.yaml)"
 	@echo "make e2e    - install the chart on the KUBECONFIG cluster and smoke-test it"
 
@@ -89,7 +91,17 @@ $(TOOLS_VENV)/.installed:
 # Retrieval quality on LoCoMo through the REST API (a fresh local stack); LOCOMO=<file> for another.
 LOCOMO ?= ../shared/data/locomo-dev.json
 eval: install
-	$(PY) -m amem.bench.locomo --data $(LOCOMO) --out bench-results/eval.json
+	$(PY) -m amem.bench.locomo --data $(LOCOMO) --out docs/bench/eval.json
+
+# Speed on this machine (a fresh local stack): writes docs/bench/bench.{json,md} and
+# docs/bench/search-latency.png. It reports; it never fails on a number.
+BENCH_ARGS ?=
+bench: install
+	$(PY) -m amem.bench.perf --data $(LOCOMO) $(BENCH_ARGS)
+
+# py-spy samples of the gateway's search and write paths (bench-results/profile/).
+profile: install
+	$(PY) -m amem.bench.profile
 
 # skaffold dev on the kind cluster of k8s/kind-cluster.yaml (needs docker, kind and skaffold).
 dev:

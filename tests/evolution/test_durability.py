@@ -203,3 +203,24 @@ def test_offline_backend_without_an_llm(evo, scripted, restart_evolution, user_i
     assert second["links"] == [first["id"]], (first, second)
     assert evo.get(f"/v1/memories/{first['id']}").json()["version"] == first["version"]
     assert second["evolution_history"][0]["model"] == "offline"
+
+
+def test_offline_context_is_the_turn_before(stack):
+    """The offline brain gives a conversation turn the turn it answers as its context."""
+
+    async def construct():
+        embedder = EmbeddingClient(stack.embedding_target)
+        brain = OfflineBrain(embedder, link_threshold=0.5)
+        try:
+            question = Note(content="Anna: Where did you go hiking? It was sunny.")
+            reply = Note(content="Ben: Up Mount Tamalpais. Great views.", follows=question.id)
+            alone, _ = await brain.construct("t", reply, None)
+            after, _ = await brain.construct("t", reply, question)
+        finally:
+            await embedder.close()
+        return alone, after
+
+    alone, after = asyncio.run(construct())
+    assert alone.context == "Ben: Up Mount Tamalpais."
+    assert after.context == "Anna: Where did you go hiking? It was sunny."
+    assert after.keywords == alone.keywords and "tamalpais" in " ".join(after.keywords)

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.evolution.conftest import offered, remember, settled
+from tests.evolution.conftest import default_responder, offered, remember, settled
 from tests.scripted_llm import Reply, answer, step
 
 
@@ -231,3 +231,36 @@ def test_tokens_are_counted_per_tenant_and_model(evo, evo_stack, user_id):
         metrics,
     )
     assert m and float(m.group(1)) >= 100
+
+
+def test_conversation_turns_show_construction_the_turn_before(evo, scripted, user_id):
+    prompts: list[str] = []
+
+    def responder(request):
+        if step(request) == "Construction":
+            prompts.append(request["messages"][-1]["content"])
+        return default_responder(request)
+
+    scripted.set(responder)
+    turns = ["Anna: Where did you go hiking?", "Ben: Up Mount Tamalpais, last Sunday."]
+    r = evo.post(
+        "/v1/memories/batch",
+        json={
+            "conversation": True,
+            "memories": [{"content": t, "user_id": user_id} for t in turns],
+        },
+        params={"wait": "true", "timeout": 30},
+    )
+    assert r.status_code == 201, r.text
+    first, second = r.json()["memories"]
+    assert first["follows"] is None and second["follows"] == first["id"]
+    [prompt] = [p for p in prompts if p.startswith(f"Note:\n{turns[1]}")]
+    assert f"It follows this earlier turn of a conversation:\n{turns[0]}" in prompt
+
+    third = remember(evo, content="Anna: Nice view?", follows=second["id"], user_id=user_id)
+    assert third["follows"] == second["id"]
+    r = evo.post("/v1/memories", json={"content": "Ben: yes", "follows": "no-such-memory"})
+    assert r.status_code == 422 and "no-such-memory" in r.json()["message"]
+    # Without `conversation`, a batch's memories follow nothing.
+    r = evo.post("/v1/memories/batch", json={"memories": [{"content": t} for t in turns]})
+    assert [m["follows"] for m in r.json()["memories"]] == [None, None]

@@ -53,6 +53,9 @@ class Note(BaseModel):
     user_id: str | None = None
     agent_id: str | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    # The memory this one follows in a conversation (the turn before it), if any: construction
+    # reads it to write this note's context.
+    follows: str | None = None
     status: EvolutionStatus = EvolutionStatus.PENDING
     status_reason: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -90,6 +93,8 @@ class NoteFilter(BaseModel):
 
 class ScoredNote(BaseModel):
     note: Note
-    # Cosine similarity to the query; None for notes reached through links rather than search.
+    # The rank score (fused, for hybrid search); None for notes reached through links.
     score: float | None
+    # Cosine similarity to the query, where the dense search found the note.
+    similarity: float | None = None
     linked_from: str | None = None

@@ -62,6 +62,7 @@ def to_metadata(note: Note) -> dict[str, Any]:
         evolution_history=json.dumps(note.evolution_history, separators=(",", ":")),
         user_id=note.user_id,
         agent_id=note.agent_id,
+        follows=note.follows,
         metadata=json.dumps(note.metadata, separators=(",", ":")),
         status=note.status.value,
         status_reason=note.status_reason,
@@ -83,6 +84,7 @@ def from_record(note_id: str, document: str, meta: dict[str, Any]) -> Note:
         evolution_history=json.loads(meta.get("evolution_history") or "[]"),
         user_id=meta.get("user_id"),
         agent_id=meta.get("agent_id"),
+        follows=meta.get("follows"),
         metadata=json.loads(meta.get("metadata") or "{}"),
         status=EvolutionStatus(meta.get("status", EvolutionStatus.PENDING)),
         status_reason=meta.get("status_reason"),
@@ -280,10 +282,47 @@ class NoteStore:
             )
         ids, docs, metas = got["ids"][0], got["documents"][0], got["metadatas"][0]
         dists = got["distances"][0]
+        scored = []
+        for i, d, m, dist in zip(ids, docs, metas, dists, strict=True):
+            similarity = 1.0 - float(dist)
+            scored.append(
+                ScoredNote(note=from_record(i, d, m), score=similarity, similarity=similarity)
+            )
+        return scored
+
+    async def nearest(
+        self, tenant: str, embedding: Sequence[float], *, n: int, flt: NoteFilter | None
+    ) -> list[tuple[str, float]]:
+        """Ids and cosine similarities of the n notes nearest to `embedding`, best first."""
+        col = await self._collection(tenant)
+        async with _chroma_errors(self._timeout):
+            got = await col.query(
+                query_embeddings=[list(embedding)],
+                n_results=n,
+                where=to_where(flt),
+                include=["distances"],
+            )
         return [
-            ScoredNote(note=from_record(i, d, m), score=1.0 - float(dist))
-            for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
+            (i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0], strict=True)
         ]
+
+    async def changed_since(
+        self, tenant: str, updated_at_us: int, *, page: int = 1_000
+    ) -> list[Note]:
+        """Notes stored or changed at or after `updated_at_us` (µs since the epoch)."""
+        col = await self._collection(tenant)
+        found: list[Note] = []
+        async with _chroma_errors(self._timeout):
+            while True:
+                got = await col.get(
+                    where={"updated_at": {"$gte": updated_at_us}},
+                    include=["documents", "metadatas"],
+                    limit=page,
+                    offset=len(found),
+                )
+                found += _notes(got)
+                if len(got["ids"]) < page:
+                    return found
 
     async def tenants(self) -> list[str]:
         """Every tenant that has a collection."""

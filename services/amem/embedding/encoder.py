@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +52,11 @@ class Encoder:
             self.backend = settings.backend.value
         self.name = settings.model
         source = resolve_model_path(settings.model)
-        if self.backend == "onnx":
+        if self.backend in ("onnx", "onnx-int8"):
             cached = settings.cache_dir / "onnx" / settings.model.replace("/", "--")
             self._model = _load_onnx(SentenceTransformer, source, cached, self.device)
+            if self.backend == "onnx-int8":
+                self._model = _load_int8(SentenceTransformer, cached, self.device)
         else:
             self._model = SentenceTransformer(source, device=self.device)
         dims = getattr(self._model, "get_embedding_dimension", None) or (
@@ -80,6 +83,23 @@ class Encoder:
             show_progress_bar=False,
         )
         return Encoded(vectors=np.asarray(vectors, dtype=np.float32), token_counts=counts)
+
+
+def _load_int8(factory, cached: Path, device: str):
+    """The int8 dynamically quantised variant of the ONNX export in `cached` (made once)."""
+    from sentence_transformers import export_dynamic_quantized_onnx_model
+
+    config = "arm64" if platform.machine() in ("aarch64", "arm64") else "avx2"
+
+    def exported() -> list[Path]:  # model_qint8_arm64.onnx or model_quint8_avx2.onnx
+        return sorted((cached / "onnx").glob(f"model_*int8_{config}.onnx"))
+
+    if not exported():
+        log.info("quantising %s to int8 (%s, once)", cached, config)
+        model = factory(str(cached), device=device, backend="onnx")
+        export_dynamic_quantized_onnx_model(model, config, str(cached))
+    name = f"onnx/{exported()[0].name}"
+    return factory(str(cached), device=device, backend="onnx", model_kwargs={"file_name": name})
 
 
 def _load_onnx(factory, source: str, cached: Path, device: str):

@@ -6,6 +6,7 @@ import re
 from typing import Protocol
 
 import numpy as np
+from cachetools import LRUCache
 from sklearn.feature_extraction.text import CountVectorizer
 
 from amem.core.embedding_client import EmbeddingClient
@@ -18,7 +19,9 @@ from amem.evolution.prompts import Construction, Evolution
 class Brain(Protocol):
     model: str
 
-    async def construct(self, tenant: str, note: Note) -> tuple[Construction, Usage]: ...
+    async def construct(
+        self, tenant: str, note: Note, previous: Note | None
+    ) -> tuple[Construction, Usage]: ...
 
     async def evolve(
         self, tenant: str, note: Note, neighbours: list[ScoredNote]
@@ -30,9 +33,11 @@ class LLMBrain:
         self._llm = llm
         self.model = f"{llm.backend}:{llm.model}"
 
-    async def construct(self, tenant: str, note: Note) -> tuple[Construction, Usage]:
+    async def construct(
+        self, tenant: str, note: Note, previous: Note | None
+    ) -> tuple[Construction, Usage]:
         return await self._llm.generate(
-            prompts.construction_prompt(note.content),
+            prompts.construction_prompt(note.content, previous and previous.content),
             Construction,
             schema_of(Construction),
             tenant=tenant,
@@ -55,6 +60,7 @@ class LLMBrain:
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _MAX_CANDIDATES = 48
+_TERM_CACHE = 20_000
 
 
 class OfflineBrain:
@@ -63,7 +69,8 @@ class OfflineBrain:
     Keywords are extracted KeyBERT-style: candidate words and bigrams (scikit-learn's
     CountVectorizer, English stop words removed) ranked by the embedding similarity of each
     candidate to the whole note, with maximal marginal relevance for variety. The context is
-    the note's first sentence; tags are its top single-word keywords; links go to neighbours
+    the turn the note follows in a conversation (up to 300 characters), else the note's first
+    sentence; tags are its top single-word keywords; links go to neighbours
     above a similarity threshold. Neighbours are never rewritten.
     """
 
@@ -72,6 +79,9 @@ class OfflineBrain:
     def __init__(self, embedder: EmbeddingClient, *, link_threshold: float) -> None:
         self._embedder = embedder
         self._threshold = link_threshold
+        # Candidate words and bigrams recur from note to note (a conversation's vocabulary):
+        # each is embedded once, not once per note. ~1.5 kB a vector.
+        self._term_vectors: LRUCache[str, np.ndarray] = LRUCache(maxsize=_TERM_CACHE)
 
     async def _terms(
         self, text: str, top: int = 5, diversity: float = 0.5
@@ -88,9 +98,13 @@ class OfflineBrain:
         candidates = sorted(names, key=lambda c: lowered.find(c.split()[0]))[:_MAX_CANDIDATES]
         if not candidates:
             return [], []
-        embedded = await self._embedder.embed([text, *candidates])
-        vectors = np.asarray(embedded.vectors, dtype=np.float32)
-        doc, cands = vectors[0], vectors[1:]
+        known = {c: self._term_vectors.get(c) for c in candidates}
+        missing = [c for c, vector in known.items() if vector is None]
+        embedded = await self._embedder.embed([text, *missing])
+        doc = np.asarray(embedded.vectors[0], dtype=np.float32)
+        for term, vector in zip(missing, embedded.vectors[1:], strict=True):
+            known[term] = self._term_vectors[term] = np.asarray(vector, dtype=np.float32)
+        cands = np.stack([known[c] for c in candidates])
         relevance = cands @ doc
         chosen: list[int] = []
         while len(chosen) < min(top, len(candidates)):
@@ -104,9 +118,13 @@ class OfflineBrain:
         words = [i for i in np.argsort(-relevance) if " " not in candidates[i]][:3]
         return [candidates[i] for i in chosen], [candidates[i] for i in words]
 
-    async def construct(self, tenant: str, note: Note) -> tuple[Construction, Usage]:
+    async def construct(
+        self, tenant: str, note: Note, previous: Note | None
+    ) -> tuple[Construction, Usage]:
         keywords, tags = await self._terms(note.content)
-        first = _SENTENCE_END.split(note.content.strip(), maxsplit=1)[0]
+        # In a conversation, what a turn answers is its best context; else its first sentence.
+        source = previous.content if previous else note.content
+        first = _SENTENCE_END.split(source.strip(), maxsplit=1)[0] if not previous else source
         context = first if len(first) <= 300 else first[:297].rstrip() + "..."
         # Not validated: a note of stop words only has no keywords, and that is the honest answer.
         return Construction.model_construct(keywords=keywords, context=context, tags=tags), Usage()

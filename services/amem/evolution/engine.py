@@ -109,7 +109,8 @@ class Engine:
         construction: dict[str, Any] = {}
         missing = [f for f in ("keywords", "context", "tags") if not getattr(note, f)]
         if missing:
-            built, used = await self._brain.construct(tenant, note)
+            before = await self._store.get_many(tenant, [note.follows]) if note.follows else []
+            built, used = await self._brain.construct(tenant, note, before[0] if before else None)
             usage += used
             construction = {f: getattr(built, f) for f in missing}
         draft = note.model_copy(update=construction)

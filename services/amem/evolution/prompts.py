@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-PROMPT_VERSION = "2026-11-24.2"
+PROMPT_VERSION = "2026-11-25.1"
 
 Word = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 Sentence = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
@@ -49,9 +49,10 @@ class Evolution(BaseModel):
     neighbour_updates: Annotated[list[NeighbourUpdate], Field(max_length=3)]
 
 
-def construction_prompt(content: str) -> str:
+def construction_prompt(content: str, previous: str | None = None) -> str:
+    before = f"It follows this earlier turn of a conversation:\n{previous}\n\n" if previous else ""
     return (
-        f"Note:\n{content}\n\n"
+        f"Note:\n{content}\n\n{before}"
         "Return keywords (up to 5 salient terms from the note), context (one sentence: what "
         "the note is about and why it matters) and tags (up to 4 broad categories)."
     )

@@ -16,6 +16,7 @@ from amem.gateway import errors
 from amem.gateway.api.routes import health, memories
 from amem.gateway.auth import KeyRing
 from amem.gateway.evolution import EvolutionHook, NoEvolution, NotifyEvolution
+from amem.gateway.lexical import LexicalIndex
 from amem.gateway.limits import BodySizeLimit
 from amem.gateway.service import MemoryService
 from amem.gateway.settings import GatewaySettings
@@ -44,10 +45,25 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
         hook = evolution or (
             NotifyEvolution(evolution_client) if evolution_client else NoEvolution()
         )
-        app.state.service = MemoryService(store, embedder, hook, evolution_client)
+        lexical = LexicalIndex(
+            store,
+            refresh_s=settings.lexical_refresh_s,
+            margin_s=settings.lexical_margin_s,
+            max_notes=settings.lexical_max_notes,
+        )
+        app.state.service = MemoryService(
+            store,
+            embedder,
+            hook,
+            evolution_client,
+            lexical=lexical,
+            rrf_k=settings.rrf_k,
+            candidates=settings.search_candidates,
+        )
         try:
             yield
         finally:
+            await lexical.close()
             if evolution_client:
                 await evolution_client.close()
             await embedder.close()

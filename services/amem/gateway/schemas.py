@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -57,6 +58,11 @@ class MemoryCreate(_Strict):
     links: Annotated[list[NoteId], Field(max_length=64)] = Field(
         default=[], description="Ids of existing memories of the same tenant."
     )
+    follows: NoteId | None = Field(
+        default=None,
+        description="The existing memory this one follows in a conversation (the turn before "
+        "it); construction reads it to write this memory's context.",
+    )
 
 
 class MemoryUpdate(_Strict):
@@ -90,6 +96,7 @@ class MemoryPublic(BaseModel):
     user_id: str | None
     agent_id: str | None
     metadata: dict[str, MetadataValue]
+    follows: str | None
     status: EvolutionStatus
     status_reason: str | None
     created_at: datetime
@@ -110,6 +117,11 @@ class MemoryWritten(MemoryPublic):
 
 class MemoryBatchCreate(_Strict):
     memories: Annotated[list[MemoryCreate], Field(min_length=1)]
+    conversation: bool = Field(
+        default=False,
+        description="The memories are consecutive turns of one conversation: each one that "
+        "names no `follows` follows the memory before it in the batch.",
+    )
 
 
 class MemoryBatchWritten(BaseModel):
@@ -121,6 +133,12 @@ class MemoryPage(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )
+
+
+class SearchMode(StrEnum):
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    LEXICAL = "lexical"
 
 
 class SearchFilters(_Strict):
@@ -137,6 +155,11 @@ class SearchRequest(_Strict):
         str, StringConstraints(min_length=1, max_length=4_000), AfterValidator(_not_blank)
     ]
     k: int = Field(default=10, ge=1)
+    mode: SearchMode = Field(
+        default=SearchMode.HYBRID,
+        description="hybrid: dense and BM25 rankings fused (reciprocal rank fusion); dense: "
+        "embedding similarity only; lexical: BM25 only.",
+    )
     filters: SearchFilters = SearchFilters()
     include_links: bool = Field(
         default=False,
@@ -146,16 +169,32 @@ class SearchRequest(_Strict):
 
 class SearchHit(BaseModel):
     memory: MemoryPublic
-    score: float | None = Field(description="Cosine similarity; null for linked memories.")
+    score: float | None = Field(
+        description="Rank score, higher is better: the fused reciprocal-rank score in hybrid and "
+        "lexical mode, the cosine similarity in dense mode; null for linked memories."
+    )
+    similarity: float | None = Field(
+        default=None,
+        description="Cosine similarity to the query where the dense ranking found the memory.",
+    )
     linked_from: str | None = Field(default=None, description="The hit this memory is linked from.")
 
     @classmethod
     def of(cls, hit: ScoredNote) -> SearchHit:
-        return cls(memory=MemoryPublic.of(hit.note), score=hit.score, linked_from=hit.linked_from)
+        return cls(
+            memory=MemoryPublic.of(hit.note),
+            score=hit.score,
+            similarity=hit.similarity,
+            linked_from=hit.linked_from,
+        )
 
 
 class SearchResponse(BaseModel):
     results: list[SearchHit]
+    mode: SearchMode = Field(
+        description="The rankings actually used: a hybrid search answers dense only while this "
+        "gateway is still loading the tenant's BM25 index (seconds, after a start)."
+    )
 
 
 class LinkedMemory(BaseModel):

@@ -13,7 +13,8 @@ from amem.core.evolution_client import EvolutionClient
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcnow
 from amem.core.store import NoteStore
 from amem.gateway.evolution import EvolutionHook
-from amem.gateway.schemas import MemoryCreate, MemoryUpdate
+from amem.gateway.lexical import LexicalIndex
+from amem.gateway.schemas import MemoryCreate, MemoryUpdate, SearchMode
 
 log = logging.getLogger(__name__)
 
@@ -25,23 +26,48 @@ class MemoryService:
         embedder: EmbeddingClient,
         evolution: EvolutionHook,
         evolution_client: EvolutionClient | None = None,
+        *,
+        lexical: LexicalIndex | None = None,
+        rrf_k: int = 20,
+        candidates: int = 50,
     ):
         self._store = store
         self._embedder = embedder
         self._evolution = evolution
         self._evolution_client = evolution_client
+        self._lexical = lexical
+        self._rrf_k = rrf_k
+        self._candidates = candidates
 
-    async def create(self, tenant: str, items: Sequence[MemoryCreate]) -> list[tuple[Note, bool]]:
-        """Store new notes atomically; returns each note and whether its embedding truncated."""
-        notes = []
+    async def create(
+        self, tenant: str, items: Sequence[MemoryCreate], *, conversation: bool = False
+    ) -> list[tuple[Note, bool]]:
+        """Store new notes atomically; returns each note and whether its embedding truncated.
+
+        In a conversation, each note that names no `follows` follows the one before it.
+        """
+        notes: list[Note] = []
         for item in items:
             fields = item.model_dump(exclude_none=True)
             notes.append(Note(**fields))
-        await self._check_links(tenant, {link for n in notes for link in n.links})
+        named = {n.follows for n in notes if n.follows}
+        if conversation:
+            for before, note in zip(notes, notes[1:], strict=False):
+                note.follows = note.follows or before.id
+        await self._check_links(tenant, {link for n in notes for link in n.links} | named)
         embedded = await self._embedder.embed([n.embedding_text() for n in notes])
         await self._store.put(tenant, notes, embedded.vectors)
+        await self._index(tenant, notes)
         await self._evolution.notes_changed(tenant, [n.id for n in notes])
         return list(zip(notes, embedded.truncated, strict=True))
+
+    async def _index(self, tenant: str, notes: Sequence[Note]) -> None:
+        if self._lexical is not None:
+            await self._lexical.upsert(tenant, notes)
+
+    async def _unindex(self, tenant: str, ids: Sequence[str]) -> None:
+        if self._lexical is not None:
+            await self._lexical.remove(tenant, ids)
 
     async def get(self, tenant: str, note_id: str) -> Note:
         return await self._store.get(tenant, note_id)
@@ -110,6 +136,7 @@ class MemoryService:
             embedded = await self._embedder.embed([updated.embedding_text()])
             truncated, vectors = embedded.truncated[0], embedded.vectors
         await self._store.update_fields(tenant, [updated], fields, embeddings=vectors)
+        await self._index(tenant, [updated])
         if updated.status is EvolutionStatus.PENDING and note.status is not EvolutionStatus.PENDING:
             await self._evolution.notes_changed(tenant, [note_id])
         return updated, truncated
@@ -117,19 +144,33 @@ class MemoryService:
     async def delete(self, tenant: str, note_id: str) -> None:
         await self._store.get(tenant, note_id)  # 404 for an unknown id
         await self._store.delete(tenant, [note_id])
+        await self._unindex(tenant, [note_id])
         await self._unlink(tenant, [note_id])
 
     async def erase(self, tenant: str, flt: NoteFilter) -> tuple[int, int]:
         """Delete every note matching a scoped filter; returns (deleted, unlinked)."""
         ids = await self._store.ids_where(tenant, flt)
         await self._store.delete(tenant, ids)
+        await self._unindex(tenant, ids)
         return len(ids), await self._unlink(tenant, ids)
 
     async def search(
-        self, tenant: str, query: str, *, k: int, flt: NoteFilter, include_links: bool
-    ) -> list[ScoredNote]:
-        embedded = await self._embedder.embed([query])
-        hits = await self._store.search(tenant, embedded.vectors[0], k=k, flt=flt)
+        self,
+        tenant: str,
+        query: str,
+        *,
+        k: int,
+        flt: NoteFilter,
+        include_links: bool,
+        mode: SearchMode = SearchMode.HYBRID,
+    ) -> tuple[list[ScoredNote], SearchMode]:
+        """The best k notes for the query, and the rankings that were actually used."""
+        if mode is SearchMode.DENSE or self._lexical is None:
+            embedded = await self._embedder.embed([query])
+            hits = await self._store.search(tenant, embedded.vectors[0], k=k, flt=flt)
+            used = SearchMode.DENSE
+        else:
+            hits, used = await self._fused(tenant, query, k=k, flt=flt, mode=mode)
         if include_links:
             seen = {h.note.id for h in hits}
             wanted: dict[str, str] = {}
@@ -139,7 +180,38 @@ class MemoryService:
                         wanted[link] = hit.note.id
             for note in await self._store.get_many(tenant, list(wanted)):
                 hits.append(ScoredNote(note=note, score=None, linked_from=wanted[note.id]))
-        return hits
+        return hits, used
+
+    async def _dense(self, tenant: str, query: str, n: int, flt: NoteFilter):
+        embedded = await self._embedder.embed([query])
+        return await self._store.nearest(tenant, embedded.vectors[0], n=n, flt=flt)
+
+    async def _fused(
+        self, tenant: str, query: str, *, k: int, flt: NoteFilter, mode: SearchMode
+    ) -> tuple[list[ScoredNote], SearchMode]:
+        """Reciprocal rank fusion (Cormack et al., 2009) of the dense and BM25 rankings."""
+        assert self._lexical is not None
+        n = max(4 * k, self._candidates)
+        lexical_ids = self._lexical.search(tenant, query, limit=n, flt=flt)
+        if mode is SearchMode.LEXICAL:
+            dense, lexical = [], await lexical_ids
+            if lexical is None:
+                raise Unavailable(
+                    "this tenant's BM25 index is loading on this gateway", retry_after=1
+                )
+        else:
+            dense, lexical = await asyncio.gather(self._dense(tenant, query, n, flt), lexical_ids)
+        used = mode if lexical is not None else SearchMode.DENSE
+        fused: dict[str, float] = {}
+        for ranking in ([i for i, _ in dense], lexical or []):
+            for rank, note_id in enumerate(ranking):
+                fused[note_id] = fused.get(note_id, 0.0) + 1.0 / (self._rrf_k + rank + 1)
+        best = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
+        similarity = dict(dense)
+        return [
+            ScoredNote(note=note, score=fused[note.id], similarity=similarity.get(note.id))
+            for note in await self._store.get_many(tenant, best)
+        ], used
 
     async def record_access(self, tenant: str, notes: Sequence[Note]) -> None:
         """Count a retrieval of each note (A-MEM's retrieval_count and last_accessed).

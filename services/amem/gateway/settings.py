@@ -33,6 +33,17 @@ class GatewaySettings(CommonSettings):
     # A development key for the tenant "dev" (`make run` sets it); never set in production.
     dev_api_key: str | None = None
 
+    # Hybrid search: reciprocal rank fusion of the dense and BM25 rankings, each asked for
+    # max(4k, search_candidates) candidates (at most 4 * max_k). A smaller rrf_k favours the
+    # top of each ranking.
+    rrf_k: int = Field(default=20, ge=1)
+    search_candidates: int = Field(default=50, ge=1, le=1000)
+    # The gateway's BM25 index (a cache of the store): how often a search pulls changes made
+    # by other processes, how far back a pull reaches, and how many notes it holds at most.
+    lexical_refresh_s: float = Field(default=1.0, ge=0)
+    lexical_margin_s: float = Field(default=30.0, ge=0)
+    lexical_max_notes: int = Field(default=2_000_000, ge=1)
+
     # Limits.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_batch: int = Field(default=100, ge=1, le=1000)

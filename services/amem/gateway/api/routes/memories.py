@@ -99,7 +99,7 @@ async def create_memories(
         raise PayloadTooLarge(
             f"batch holds {len(body.memories)} memories; the limit is {settings.max_batch}"
         )
-    written = await service.create(tenant, body.memories)
+    written = await service.create(tenant, body.memories, conversation=body.conversation)
     notes = [n for n, _ in written]
     if wait:
         notes = await service.wait_settled(tenant, notes, min(wait_timeout, settings.max_wait_s))
@@ -185,18 +185,20 @@ async def search_memories(
     settings: Settings,
     background: BackgroundTasks,
 ) -> SearchResponse:
-    """The k memories closest in meaning to the query, best first."""
+    """The k memories that best match the query, best first: by default the fusion of meaning
+    (embedding similarity) and words (BM25)."""
     if body.k > settings.max_k:
         raise InvalidArgument(f"k {body.k} exceeds max_k {settings.max_k}")
-    hits = await service.search(
+    hits, used = await service.search(
         tenant,
         body.query,
         k=body.k,
         flt=NoteFilter(**body.filters.model_dump()),
         include_links=body.include_links,
+        mode=body.mode,
     )
     background.add_task(service.record_access, tenant, [h.note for h in hits])
-    return SearchResponse(results=[SearchHit.of(h) for h in hits])
+    return SearchResponse(results=[SearchHit.of(h) for h in hits], mode=used)
 
 
 @router.get("/{memory_id}", operation_id="get_memory", responses=_NOT_FOUND)

@@ -1,0 +1,440 @@
+"""`make bench`: how fast amem answers, next to the naive in-process way, on this machine.
+
+Starts the real local stack (ChromaDB, embedding, evolution with the offline backend, gateway)
+and measures, writing `bench.json` and `bench.md` into --out (and a PNG of search latency
+against tenant size into --plot):
+
+1. the embedding service under concurrency (C clients, one text per call) next to the raw
+   in-process `SentenceTransformer.encode` batch throughput on the same texts;
+2. the search path in one tenant as it grows (10k, 30k, 100k notes by default), dense and
+   hybrid: p50/p95 at C = 1 and queries/s at C = 16. Notes are bulk-loaded straight into the
+   store with precomputed embeddings: the corpus' real embeddings, each reused with a little
+   Gaussian noise (synthetic vectors, so that setup takes minutes, not hours);
+3. the write path (measured last: the offline evolution of what it writes keeps the CPU busy):
+   REST `POST /v1/memories`, ack latency and notes/s at C = 1 and 16;
+4. the A-mem library's way in one process: sentence-transformers (torch) and an in-process
+   ChromaDB client, one call per note.
+
+It reports; it never fails on a number. Texts are LoCoMo's dialogue turns and questions (the
+same file as `make eval`), or generated sentences when that file is missing.
+
+    python -m amem.bench.perf [--data PATH] [--sizes 10000,30000,100000] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from amem.bench.locomo import DEFAULT_DATA, sessions
+from amem.core.embedding_client import EmbeddingClient
+from amem.core.model import EvolutionStatus, Note
+from amem.core.store import NoteStore
+from amem.devstack import LocalStack, free_port
+
+KEY = "bench-key"
+TENANT = "dev"
+SEARCH_TENANT = "bench-search"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def latency_summary(latencies_s: Sequence[float], wall_s: float) -> dict[str, float]:
+    ms = [1000 * x for x in latencies_s]
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p95_ms": round(percentile(ms, 95), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "per_s": round(len(ms) / wall_s, 1),
+    }
+
+
+async def closed_loop(
+    call: Callable[[int], Awaitable[None]], n: int, concurrency: int
+) -> dict[str, float]:
+    """Run `call(i)` for i < n from `concurrency` workers, each waiting for its last call."""
+    latencies: list[float] = []
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            t = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - t)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latency_summary(latencies, time.perf_counter() - started)
+
+
+def corpus(data: Path) -> tuple[list[str], list[str]]:
+    """(texts, queries): LoCoMo's turns and questions, or generated sentences."""
+    if data.exists():
+        conversations = json.loads(data.read_text())
+        texts = [m["content"] for c in conversations for s in sessions(c) for m in s]
+        queries = [qa["question"] for c in conversations for qa in c["qa"]]
+        return texts, queries
+    rng = np.random.default_rng(0)
+    words = "memory agent note link context tag search vector paint trip dog book song".split()
+    texts = [" ".join(rng.choice(words, 12)) for _ in range(3000)]
+    return texts, [" ".join(rng.choice(words, 6)) for _ in range(500)]
+
+
+def machine(backend: str) -> dict[str, Any]:
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+        "embedding_backend": backend,
+    }
+
+
+# --- 1. embedding ---------------------------------------------------------------------------
+
+
+def raw_encode(texts: list[str]) -> tuple[dict[str, Any], Any]:
+    """In-process batch throughput with the service's own encoder and settings."""
+    from amem.embedding.encoder import Encoder
+    from amem.embedding.settings import EmbeddingSettings
+
+    settings = EmbeddingSettings()
+    encoder = Encoder(settings)
+    encoder.encode(texts[:64], batch_size=settings.max_batch_size)  # warm up
+    started = time.perf_counter()
+    encoder.encode(texts, batch_size=settings.max_batch_size)
+    wall = time.perf_counter() - started
+    return {
+        "texts": len(texts),
+        "batch_size": settings.max_batch_size,
+        "backend": encoder.backend,
+        "texts_per_s": round(len(texts) / wall, 1),
+    }, encoder
+
+
+async def embedding_service(target: str, texts: list[str], levels: Sequence[int]) -> list[dict]:
+    client = EmbeddingClient(target, timeout_s=60)
+    await client.embed(texts[:8])
+    out = []
+    for c in levels:
+        n = len(texts) if c > 1 else min(len(texts), 400)
+        result = await closed_loop(lambda i: client.embed([texts[i]]), n, c)
+        out.append({"concurrency": c, **result})
+    await client.close()
+    return out
+
+
+# --- 2. write path --------------------------------------------------------------------------
+
+
+async def write_path(url: str, texts: list[str], levels: Sequence[tuple[int, int]]) -> list[dict]:
+    out = []
+    headers = {"Authorization": f"Bearer {KEY}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as h:
+
+        async def post(i: int) -> None:
+            r = await h.post("/v1/memories", json={"content": texts[i % len(texts)]})
+            r.raise_for_status()
+
+        await post(0)
+        for c, n in levels:
+            out.append({"concurrency": c, **await closed_loop(post, n, c)})
+    return out
+
+
+# --- 3. search path -------------------------------------------------------------------------
+
+
+def synthetic(base: np.ndarray, texts: list[str], start: int, stop: int, rng) -> tuple:
+    idx = np.arange(start, stop) % len(texts)
+    noisy = base[idx] + rng.normal(0, 0.02, (stop - start, base.shape[1])).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    now = datetime.now(UTC)
+    notes = [
+        Note(
+            content=f"{texts[j]} [{start + k}]",
+            status=EvolutionStatus.DONE,
+            timestamp=now,
+            created_at=now,
+            updated_at=now,
+        )
+        for k, j in enumerate(idx)
+    ]
+    return notes, noisy
+
+
+async def bulk_load(store: NoteStore, notes: list[Note], vectors: np.ndarray) -> float:
+    started = time.perf_counter()
+    for s in range(0, len(notes), 1000):
+        await store.put(SEARCH_TENANT, notes[s : s + 1000], vectors[s : s + 1000].tolist())
+    return time.perf_counter() - started
+
+
+async def search_path(
+    url: str, queries: list[str], mode: str, n1: int, n16: int
+) -> dict[str, dict]:
+    headers = {"Authorization": f"Bearer {SEARCH_TENANT}-key"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as h:
+
+        async def search(i: int) -> None:
+            body = {"query": queries[i % len(queries)], "k": 10, "mode": mode}
+            r = await h.post("/v1/memories/search", json=body)
+            r.raise_for_status()
+            if r.json()["mode"] != mode:
+                raise RuntimeError(f"asked for {mode}, got {r.json()['mode']}")
+
+        deadline = time.monotonic() + 600
+        while True:  # the BM25 index loads in the background on a tenant's first search
+            r = await h.post("/v1/memories/search", json={"query": "warm up", "mode": mode})
+            r.raise_for_status()
+            if r.json()["mode"] == mode or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        return {
+            "c1": await closed_loop(search, n1, 1),
+            "c16": await closed_loop(search, n16, 16),
+        }
+
+
+# --- 4. the naive way -----------------------------------------------------------------------
+
+
+def naive(
+    texts: list[str], queries: list[str], base: np.ndarray, size: int, n_writes: int, rng
+) -> dict[str, Any]:
+    """The A-mem library's way: one process, one encode and one Chroma call per note."""
+    import chromadb
+    from sentence_transformers import SentenceTransformer
+
+    from amem.embedding.encoder import resolve_model_path
+    from amem.embedding.settings import DEFAULT_MODEL
+
+    model = SentenceTransformer(resolve_model_path(DEFAULT_MODEL), device="cpu")
+    with tempfile.TemporaryDirectory(prefix="amem-naive-") as tmp:
+        client = chromadb.PersistentClient(
+            tmp, settings=chromadb.Settings(anonymized_telemetry=False)
+        )
+        col = client.create_collection("naive", configuration={"hnsw": {"space": "cosine"}})
+        model.encode(["warm up"])
+        latencies = []
+        started = time.perf_counter()
+        for i in range(n_writes):
+            t = time.perf_counter()
+            vector = model.encode([texts[i]], normalize_embeddings=True)
+            col.add(ids=[f"w{i}"], documents=[texts[i]], embeddings=vector.tolist())
+            latencies.append(time.perf_counter() - t)
+        writes = latency_summary(latencies, time.perf_counter() - started)
+        notes, vectors = synthetic(base, texts, 0, size, rng)
+        for s in range(0, size, 1000):
+            col.add(
+                ids=[n.id for n in notes[s : s + 1000]],
+                documents=[n.content for n in notes[s : s + 1000]],
+                embeddings=vectors[s : s + 1000].tolist(),
+            )
+        latencies = []
+        started = time.perf_counter()
+        for i in range(200):
+            t = time.perf_counter()
+            vector = model.encode([queries[i % len(queries)]], normalize_embeddings=True)
+            col.query(query_embeddings=vector.tolist(), n_results=10)
+            latencies.append(time.perf_counter() - t)
+        searches = latency_summary(latencies, time.perf_counter() - started)
+    return {"backend": "torch", "write_c1": writes, "search_c1": searches, "notes": size}
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"# amem benchmark, {r['date']}",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python "
+        f"{m['python']}, embedding backend {m['embedding_backend']}; took {r['took_s']} s.",
+        "",
+        "## Embedding service (one text per call)",
+        "",
+        f"Raw in-process `encode` batch throughput: **{r['embedding']['raw']['texts_per_s']} "
+        f"texts/s** ({r['embedding']['raw']['texts']} texts, batch "
+        f"{r['embedding']['raw']['batch_size']}).",
+        "",
+        "| clients | texts/s | ratio to raw | p50 ms | p95 ms |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    raw = r["embedding"]["raw"]["texts_per_s"]
+    for row in r["embedding"]["service"]:
+        lines.append(
+            f"| {row['concurrency']} | {row['per_s']} | {row['per_s'] / raw:.2f} | "
+            f"{row['p50_ms']} | {row['p95_ms']} |"
+        )
+    lines += [
+        "",
+        "## Write path (`POST /v1/memories`, offline evolution running)",
+        "",
+        "| clients | notes/s | ratio to raw embedding | p50 ms | p95 ms | p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in r["write"]:
+        lines.append(
+            f"| {row['concurrency']} | {row['per_s']} | {row['per_s'] / raw:.2f} | "
+            f"{row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} |"
+        )
+    lines += [
+        "",
+        "## Search path (`POST /v1/memories/search`, k = 10, one tenant)",
+        "",
+        "| notes | mode | p50 ms (C=1) | p95 ms (C=1) | queries/s (C=16) | p95 ms (C=16) |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for row in r["search"]:
+        for mode in ("dense", "hybrid"):
+            s = row[mode]
+            lines.append(
+                f"| {row['notes']:,} | {mode} | {s['c1']['p50_ms']} | {s['c1']['p95_ms']} | "
+                f"{s['c16']['per_s']} | {s['c16']['p95_ms']} |"
+            )
+    n = r["naive"]
+    lines += [
+        "",
+        f"Bulk load into the store: {r['bulk_load_notes_per_s']} notes/s.",
+        "",
+        "## The naive way (A-mem library style: one process, torch, in-process ChromaDB)",
+        "",
+        f"- write, one note per call: p50 {n['write_c1']['p50_ms']} ms, p95 "
+        f"{n['write_c1']['p95_ms']} ms, {n['write_c1']['per_s']} notes/s",
+        f"- search at {n['notes']:,} notes: p50 {n['search_c1']['p50_ms']} ms, p95 "
+        f"{n['search_c1']['p95_ms']} ms",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sizes = [row["notes"] for row in r["search"]]
+    for mode, colour in (("dense", "tab:blue"), ("hybrid", "tab:orange")):
+        for q, style in (("p50_ms", "-"), ("p95_ms", "--")):
+            ys = [row[mode]["c1"][q] for row in r["search"]]
+            ax.plot(sizes, ys, style, color=colour, marker="o", label=f"{mode} {q[:3]}")
+    ax.set_xscale("log")
+    ax.set_xlabel("notes in the tenant")
+    ax.set_ylabel("search latency, ms (REST, C=1)")
+    ax.set_title(f"amem search latency ({r['machine']['cores']} cores, {r['date']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    texts, queries = corpus(args.data)
+    rng = np.random.default_rng(0)
+    started = time.monotonic()
+    raw, encoder = raw_encode(texts[:2048])
+    log(f"raw encode: {raw['texts_per_s']} texts/s")
+    base = encoder.encode(texts, batch_size=64).vectors
+    del encoder
+
+    workdir = Path(tempfile.mkdtemp(prefix="amem-bench-"))
+    keys = {TENANT: KEY, SEARCH_TENANT: f"{SEARCH_TENANT}-key"}
+    stack = LocalStack(
+        data_dir=workdir / "data",
+        gateway_port=free_port(),
+        dev_api_key=None,
+        log_dir=workdir / "logs",
+        extra_env={"AMEM_API_KEYS": json.dumps(keys)},
+    )
+    stack.start()
+    result: dict[str, Any] = {}
+    try:
+        service = await embedding_service(stack.embedding_target, texts[:2048], (1, 8, 32, 64))
+        result["embedding"] = {"raw": raw, "service": service}
+        log(f"embedding service: {[(s['concurrency'], s['per_s']) for s in service]}")
+        store = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=120)
+        loaded, load_s, rows = 0, 0.0, []
+        for size in args.sizes:
+            notes, vectors = synthetic(base, texts, loaded, size, rng)
+            load_s += await bulk_load(store, notes, vectors)
+            loaded = size
+            row = {"notes": size}
+            for mode in ("dense", "hybrid"):
+                row[mode] = await search_path(stack.gateway_url, queries, mode, 150, 400)
+            rows.append(row)
+            log(
+                f"search at {size}: dense p95 {row['dense']['c1']['p95_ms']} ms, "
+                f"hybrid p95 {row['hybrid']['c1']['p95_ms']} ms"
+            )
+        await store.close()
+        result["search"] = rows
+        result["bulk_load_notes_per_s"] = round(loaded / load_s, 1)
+        # Last: the notes written here keep the offline evolution busy for minutes.
+        result["write"] = await write_path(stack.gateway_url, texts, ((1, 300), (16, 1000)))
+        log(f"write path: {[(w['concurrency'], w['p95_ms'], w['per_s']) for w in result['write']]}")
+    finally:
+        stack.stop()
+    result["naive"] = naive(texts, queries, base, args.sizes[0], 300, rng)
+    log(f"naive: {result['naive']}")
+    result["machine"] = machine(raw["backend"])
+    result["date"] = datetime.now(UTC).date().isoformat()
+    result["took_s"] = round(time.monotonic() - started)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="amem.bench.perf", description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("LOCOMO", DEFAULT_DATA)))
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: sorted(int(x) for x in s.split(",")),
+        default=[10_000, 30_000, 100_000],
+        help="tenant sizes for the search path, comma-separated",
+    )
+    parser.add_argument("--out", type=Path, default=Path("docs/bench"))
+    parser.add_argument("--plot", type=Path, default=Path("docs/bench/search-latency.png"))
+    args = parser.parse_args(argv)
+    result = asyncio.run(_run(args, lambda m: print(m, flush=True)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "bench.md").write_text(markdown(result))
+    plot(result, args.plot)
+    print(markdown(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Hybrid search: the gateway's BM25 index (SQLite FTS5) fused with the dense ranking.
+
+The index is a cache of the store, so these tests check that it stays true to the store:
+writes through the gateway show at once, changes made by another process show after a pull,
+and deletions are never served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from amem.core.store import NoteStore
+from tests.conftest import create
+
+
+def _search(api, query, **body) -> dict:
+    r = api.post("/v1/memories/search", json={"query": query, **body})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _ids(api, query, **body) -> list[str]:
+    return [h["memory"]["id"] for h in _search(api, query, **body)["results"]]
+
+
+def _wait_loaded(api) -> None:
+    """The tenant's BM25 index loads in the background on its first search."""
+    for _ in range(100):
+        if _search(api, "warm up", k=1)["mode"] == "hybrid":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the BM25 index never loaded")
+
+
+def _word() -> str:
+    """A word no model has seen and no other note holds."""
+    return "zq" + uuid.uuid4().hex[:10]
+
+
+def test_rare_word_is_found_by_words_not_meaning(api, user_id):
+    word = _word()
+    target = create(api, content=f"The wifi password for the cabin is {word}", user_id=user_id)
+    for content in ("The cabin has a wood stove", "Wifi at the office is slow on Mondays"):
+        create(api, content=content, user_id=user_id)
+    _wait_loaded(api)
+    only_mine = {"filters": {"user_id": user_id}}
+    lexical = _search(api, word, mode="lexical", **only_mine)
+    assert lexical["mode"] == "lexical"
+    assert [h["memory"]["id"] for h in lexical["results"]] == [target["id"]]
+    hybrid = _search(api, f"{word} please", **only_mine)
+    assert hybrid["mode"] == "hybrid"
+    assert hybrid["results"][0]["memory"]["id"] == target["id"]
+    assert hybrid["results"][0]["similarity"] is not None
+    scores = [h["score"] for h in hybrid["results"]]
+    assert scores == sorted(scores, reverse=True)
+    dense = _search(api, word, mode="dense", **only_mine)
+    assert dense["mode"] == "dense"
+    assert all(h["score"] == h["similarity"] for h in dense["results"])
+
+
+def test_stemming_and_stop_words(api, user_id):
+    target = create(api, content="Melanie painted a lake at sunrise", user_id=user_id)
+    _wait_loaded(api)
+    ids = _ids(api, "what did she paint", mode="lexical", filters={"user_id": user_id})
+    assert ids == [target["id"]]
+    assert _ids(api, "what did the", mode="lexical", filters={"user_id": user_id}) == []
+
+
+def test_lexical_results_honour_every_filter(api, user_id):
+    word = _word()
+    mine = create(
+        api,
+        content=f"{word} ticket booked",
+        user_id=user_id,
+        tags=["travel"],
+        category="plans",
+        timestamp="2024-06-01T00:00:00Z",
+    )
+    create(api, content=f"{word} ticket lost", user_id=user_id + "-other", tags=["travel"])
+    create(api, content=f"{word} ticket sold", user_id=user_id, tags=["sales"])
+    create(api, content=f"{word} old ticket", user_id=user_id, timestamp="2019-01-01T00:00:00Z")
+    _wait_loaded(api)
+    flt = {
+        "user_id": user_id,
+        "tag": "travel",
+        "category": "plans",
+        "since": "2024-01-01T00:00:00Z",
+        "until": "2025-01-01T00:00:00Z",
+    }
+    assert _ids(api, word, mode="lexical", filters=flt) == [mine["id"]]
+    assert _ids(api, word, filters=flt) == [mine["id"]]
+
+
+def test_lexical_index_never_crosses_tenants(api, api_b):
+    word = _word()
+    create(api, content=f"tenant A secret {word}")
+    _wait_loaded(api_b)
+    assert _ids(api_b, word, mode="lexical") == []
+    assert _ids(api_b, word) == []
+
+
+def test_gateway_writes_show_at_once(api, user_id):
+    _wait_loaded(api)
+    old, new = _word(), _word()
+    note = create(api, content=f"The locker code is {old}", user_id=user_id)
+    flt = {"filters": {"user_id": user_id}}
+    assert _ids(api, old, mode="lexical", **flt) == [note["id"]]
+    r = api.patch(f"/v1/memories/{note['id']}", json={"content": f"The locker code is {new}"})
+    assert r.status_code == 200, r.text
+    assert _ids(api, old, mode="lexical", **flt) == []
+    assert _ids(api, new, mode="lexical", **flt) == [note["id"]]
+    assert api.delete(f"/v1/memories/{note['id']}").status_code == 204
+    assert _ids(api, new, mode="lexical", **flt) == []
+    assert _ids(api, new, **flt) == []
+
+
+def test_changes_by_other_processes_are_pulled(api, stack, user_id):
+    """Another replica (here: the store written directly) adds, changes and deletes notes."""
+    _wait_loaded(api)
+    word, other = _word(), _word()
+    keep = create(api, content=f"{word} stays", user_id=user_id)
+    # Ranks first for `word` (three matches), so while the index still holds it, a lexical
+    # search with k=1 finds nothing to serve.
+    gone = create(api, content=f"{word} {word} {word} goes", user_id=user_id)
+
+    async def behind_the_gateways_back() -> None:
+        store = NoteStore("127.0.0.1", stack.chroma_port)
+        changed = await store.get("tenant-a", keep["id"])
+        changed.context = f"now also about {other}"
+        changed.version += 1
+        changed.updated_at = changed.updated_at.now(changed.updated_at.tzinfo)
+        await store.update_fields("tenant-a", [changed], {"context", "version", "updated_at"})
+        await store.delete("tenant-a", [gone["id"]])
+        await store.close()
+
+    asyncio.run(behind_the_gateways_back())
+    flt = {"filters": {"user_id": user_id}}
+    # A deleted note is never served, even before the index has noticed.
+    assert gone["id"] not in _ids(api, word, **flt)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = _ids(api, other, mode="lexical", **flt)
+        if found == [keep["id"]] and _ids(api, word, mode="lexical", k=1, **flt) == [keep["id"]]:
+            break
+        time.sleep(0.3)
+    assert _ids(api, other, mode="lexical", **flt) == [keep["id"]]
+    assert _ids(api, word, mode="lexical", k=1, **flt) == [keep["id"]]
+
+
+def test_bad_mode_is_a_clear_422(api):
+    r = api.post("/v1/memories/search", json={"query": "x", "mode": "fuzzy"})
+    assert r.status_code == 422 and "mode" in r.json()["message"]
