@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
+from amem.core.embedding_client import EmbeddingClient
+from amem.core.model import Note
 from amem.core.store import NoteStore
+from amem.gateway.lexical import LexicalIndex
 from tests.conftest import create
 
 
@@ -119,7 +123,8 @@ def test_gateway_writes_show_at_once(api, user_id):
 def test_changes_by_other_processes_are_pulled(api, stack, user_id):
     """Another replica (here: the store written directly) adds, changes and deletes notes."""
     _wait_loaded(api)
-    word, other = _word(), _word()
+    word, other, late_word = _word(), _word(), _word()
+    late: list[str] = []
     keep = create(api, content=f"{word} stays", user_id=user_id)
     # Ranks first for `word` (three matches), so while the index still holds it, a lexical
     # search with k=1 finds nothing to serve.
@@ -127,13 +132,21 @@ def test_changes_by_other_processes_are_pulled(api, stack, user_id):
 
     async def behind_the_gateways_back() -> None:
         store = NoteStore("127.0.0.1", stack.chroma_port)
+        embedder = EmbeddingClient(stack.embedding_target)
         changed = await store.get("tenant-a", keep["id"])
         changed.context = f"now also about {other}"
         changed.version += 1
         changed.updated_at = changed.updated_at.now(changed.updated_at.tzinfo)
         await store.update_fields("tenant-a", [changed], {"context", "version", "updated_at"})
         await store.delete("tenant-a", [gone["id"]])
+        # A write stamped 10 s ago that lands only now (a slow write, a pod clock behind).
+        stamp = datetime.now(UTC) - timedelta(seconds=10)
+        note = Note(content=f"{late_word} arrived late", user_id=user_id, updated_at=stamp)
+        vectors = (await embedder.embed([note.embedding_text()])).vectors
+        await store.put("tenant-a", [note], vectors)
+        late.append(note.id)
         await store.close()
+        await embedder.close()
 
     asyncio.run(behind_the_gateways_back())
     flt = {"filters": {"user_id": user_id}}
@@ -141,10 +154,13 @@ def test_changes_by_other_processes_are_pulled(api, stack, user_id):
     assert gone["id"] not in _ids(api, word, **flt)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        found = _ids(api, other, mode="lexical", **flt)
-        if found == [keep["id"]] and _ids(api, word, mode="lexical", k=1, **flt) == [keep["id"]]:
+        found = _ids(api, other, mode="lexical", **flt) + _ids(api, late_word, mode="lexical")
+        if found == [keep["id"], *late] and _ids(api, word, mode="lexical", k=1, **flt) == [
+            keep["id"]
+        ]:
             break
         time.sleep(0.3)
+    assert _ids(api, late_word, mode="lexical") == late
     assert _ids(api, other, mode="lexical", **flt) == [keep["id"]]
     assert _ids(api, word, mode="lexical", k=1, **flt) == [keep["id"]]
 
@@ -152,3 +168,36 @@ def test_changes_by_other_processes_are_pulled(api, stack, user_id):
 def test_bad_mode_is_a_clear_422(api):
     r = api.post("/v1/memories/search", json={"query": "x", "mode": "fuzzy"})
     assert r.status_code == 422 and "mode" in r.json()["message"]
+
+
+def test_common_words_are_left_out_in_large_tenants(stack):
+    """Above the size threshold, a query word most notes hold no longer decides the match."""
+    tenant = "prune-" + uuid.uuid4().hex[:8]
+    common, rare, absent = _word(), _word(), _word()
+    notes = [Note(content=f"{common} filler {i}") for i in range(20)]
+    notes.append(Note(content=f"{common} and {rare}"))
+
+    async def run() -> tuple[list[str] | None, list[str] | None]:
+        store = NoteStore("127.0.0.1", stack.chroma_port)
+        embedder = EmbeddingClient(stack.embedding_target)
+        vectors = (await embedder.embed([n.embedding_text() for n in notes])).vectors
+        await store.put(tenant, notes, vectors)
+        pruned = LexicalIndex(store, prune_above=10, common_share=0.5)
+        plain = LexicalIndex(store, prune_above=1000)
+        try:
+            for index in (pruned, plain):
+                assert await index.wait_loaded(tenant, timeout_s=30)
+            query = f"{common} {rare} {absent}"
+            return (
+                await pruned.search(tenant, query, limit=50, flt=None),
+                await plain.search(tenant, query, limit=50, flt=None),
+            )
+        finally:
+            await pruned.close()
+            await plain.close()
+            await embedder.close()
+            await store.close()
+
+    pruned, plain = asyncio.run(run())
+    assert pruned == [notes[-1].id]
+    assert plain is not None and len(plain) == 21 and plain[0] == notes[-1].id

@@ -306,23 +306,12 @@ class NoteStore:
             (i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0], strict=True)
         ]
 
-    async def changed_since(
-        self, tenant: str, updated_at_us: int, *, page: int = 1_000
-    ) -> list[Note]:
-        """Notes stored or changed at or after `updated_at_us` (µs since the epoch)."""
+    async def ids_changed_since(self, tenant: str, updated_at_us: int) -> list[str]:
+        """Ids of the notes stored or changed at or after `updated_at_us`."""
         col = await self._collection(tenant)
-        found: list[Note] = []
         async with _chroma_errors(self._timeout):
-            while True:
-                got = await col.get(
-                    where={"updated_at": {"$gte": updated_at_us}},
-                    include=["documents", "metadatas"],
-                    limit=page,
-                    offset=len(found),
-                )
-                found += _notes(got)
-                if len(got["ids"]) < page:
-                    return found
+            got = await col.get(where={"updated_at": {"$gte": updated_at_us}}, include=[])
+        return list(got["ids"])
 
     async def tenants(self) -> list[str]:
         """Every tenant that has a collection."""

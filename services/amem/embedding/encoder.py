@@ -105,7 +105,13 @@ def _load_int8(factory, cached: Path, device: str):
 def _load_onnx(factory, source: str, cached: Path, device: str):
     """Load an ONNX export of `source`, exporting it once into `cached` if needed."""
     if (cached / "onnx" / "model.onnx").exists():
-        return factory(str(cached), device=device, backend="onnx")
+        # Named: the directory may also hold the int8 variant.
+        return factory(
+            str(cached),
+            device=device,
+            backend="onnx",
+            model_kwargs={"file_name": "onnx/model.onnx"},
+        )
     log.info("exporting %s to ONNX into %s (once)", source, cached)
     model = factory(source, device=device, backend="onnx")
     cached.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from amem.core.embedding_client import EmbeddingClient
 from amem.core.evolution_client import EvolutionClient
 from amem.core.store import NoteStore
 from amem.gateway import errors
+from amem.gateway.access import AccessRecorder
 from amem.gateway.api.routes import health, memories
 from amem.gateway.auth import KeyRing
 from amem.gateway.evolution import EvolutionHook, NoEvolution, NotifyEvolution
@@ -45,6 +46,8 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
         hook = evolution or (
             NotifyEvolution(evolution_client) if evolution_client else NoEvolution()
         )
+        access = AccessRecorder(store, flush_s=settings.access_flush_s)
+        access.start()
         lexical = LexicalIndex(
             store,
             refresh_s=settings.lexical_refresh_s,
@@ -57,12 +60,14 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
             hook,
             evolution_client,
             lexical=lexical,
+            access=access,
             rrf_k=settings.rrf_k,
             candidates=settings.search_candidates,
         )
         try:
             yield
         finally:
+            await access.close()
             await lexical.close()
             if evolution_client:
                 await evolution_client.close()

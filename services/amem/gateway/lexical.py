@@ -55,6 +55,11 @@ LEXICAL_REFRESH = Histogram(
 _WORD = re.compile(r"\w+")
 _SEP = "\x1f"
 _MAX_QUERY_TERMS = 32
+# In a tenant of more than _PRUNE_ABOVE notes, a query word found in more than _COMMON_SHARE of
+# them is left out of the match: it adds little to the BM25 order (its idf is low) and most of
+# the cost (FTS5 ranks every matching note). The two rarest words are always kept.
+_PRUNE_ABOVE = 20_000
+_COMMON_SHARE = 0.05
 # Chroma's own BM25 stop words (179 English words): they only slow a query down.
 _STOP_WORDS = frozenset(DEFAULT_CHROMA_BM25_STOPWORDS)
 _PAGE = 1_000
@@ -79,6 +84,11 @@ class _Tenant:
     pulled_from: int = 0  # updated_at (µs) the next pull starts from, before the margin
     notes: int = 0
     loading: asyncio.Task | None = None
+    # Ids indexed with an updated_at inside the margin: what a pull need not fetch again.
+    recent: dict[str, int] = field(default_factory=dict)
+    # Document frequency of query words, and the note count it was taken at.
+    df: dict[str, int] = field(default_factory=dict)
+    df_notes: int = 0
 
 
 class LexicalIndex:
@@ -89,11 +99,15 @@ class LexicalIndex:
         refresh_s: float = 1.0,
         margin_s: float = 30.0,
         max_notes: int = 2_000_000,
+        prune_above: int = _PRUNE_ABOVE,
+        common_share: float = _COMMON_SHARE,
     ) -> None:
         self._store = store
         self._refresh_s = refresh_s
         self._margin_us = int(margin_s * 1_000_000)
         self._max_notes = max_notes
+        self._prune_above = prune_above
+        self._common_share = common_share
         # One thread owns the connection: SQLite calls never block the event loop.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amem-lexical")
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
@@ -107,6 +121,7 @@ class LexicalIndex:
     # --- writes -------------------------------------------------------------------------
 
     def _upsert_sync(self, table: str, notes: Sequence[Note]) -> int:
+        notes = list({n.id: n for n in notes}.values())  # the last version of each
         rows = [
             (
                 n.id,
@@ -120,26 +135,43 @@ class LexicalIndex:
             for n in notes
         ]
         with self._db:
-            self._db.executemany(f"DELETE FROM {table} WHERE id = ?", [(n.id,) for n in notes])
-            self._db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._delete(table, [n.id for n in notes])
+            # A note's FTS row shares its rowid with its row in the id map.
+            self._db.executemany(
+                f"INSERT INTO {table}_ids (id) VALUES (?)", [(n.id,) for n in notes]
+            )
+            self._db.executemany(
+                f"INSERT INTO {table} (rowid, id, body, user_id, agent_id, category, tags, ts) "
+                f"SELECT rowid, ?, ?, ?, ?, ?, ?, ? FROM {table}_ids WHERE id = ?",
+                [(*row, row[0]) for row in rows],
+            )
         return self._count_sync(table)
+
+    def _delete(self, table: str, ids: Sequence[str]) -> None:
+        # By rowid: FTS5 finds a row by its rowid, never by an unindexed column (a full scan).
+        self._db.executemany(
+            f"DELETE FROM {table} WHERE rowid = (SELECT rowid FROM {table}_ids WHERE id = ?)",
+            [(i,) for i in ids],
+        )
+        self._db.executemany(f"DELETE FROM {table}_ids WHERE id = ?", [(i,) for i in ids])
 
     def _remove_sync(self, table: str, ids: Sequence[str]) -> int:
         with self._db:
-            self._db.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+            self._delete(table, ids)
         return self._count_sync(table)
 
     def _ids_sync(self, table: str) -> list[str]:
-        return [r[0] for r in self._db.execute(f"SELECT id FROM {table}")]
+        return [r[0] for r in self._db.execute(f"SELECT id FROM {table}_ids")]
 
     def _count_sync(self, table: str) -> int:
-        return self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return self._db.execute(f"SELECT count(*) FROM {table}_ids").fetchone()[0]
 
     async def upsert(self, tenant: str, notes: Sequence[Note]) -> None:
         """Index notes this gateway just wrote (no-op for a tenant not loaded here)."""
         state = self._tenants.get(tenant)
         if state is not None and state.ready.is_set() and notes:
             state.notes = await self._run(self._upsert_sync, state.table, notes)
+            self._seen(state, notes)
 
     async def remove(self, tenant: str, ids: Sequence[str]) -> None:
         state = self._tenants.get(tenant)
@@ -149,6 +181,7 @@ class LexicalIndex:
     # --- freshness ----------------------------------------------------------------------
 
     def _create_sync(self, table: str) -> None:
+        self._db.execute(f"CREATE TABLE {table}_ids (rowid INTEGER PRIMARY KEY, id TEXT UNIQUE)")
         self._db.execute(
             f"CREATE VIRTUAL TABLE {table} USING fts5(id UNINDEXED, body, user_id UNINDEXED, "
             "agent_id UNINDEXED, category UNINDEXED, tags UNINDEXED, ts UNINDEXED, "
@@ -157,6 +190,7 @@ class LexicalIndex:
 
     def _drop_sync(self, table: str) -> None:
         self._db.execute(f"DROP TABLE IF EXISTS {table}")
+        self._db.execute(f"DROP TABLE IF EXISTS {table}_ids")
 
     async def _load(self, tenant: str, state: _Tenant) -> None:
         """Index every note of the tenant, page by page, then mark it ready."""
@@ -164,13 +198,11 @@ class LexicalIndex:
         try:
             since = int(time.time() * 1_000_000)
             await self._run(self._create_sync, state.table)
-            offset = 0
-            while True:
-                page, more = await self._store.list(tenant, None, limit=_PAGE, offset=offset)
+            ids = await self._store.ids_where(tenant, NoteFilter())
+            for start in range(0, len(ids), _PAGE):
+                page = await self._store.get_many(tenant, ids[start : start + _PAGE])
                 state.notes = await self._run(self._upsert_sync, state.table, page)
-                offset += len(page)
-                if not more:
-                    break
+                self._seen(state, page)
             state.pulled_from, state.pulled_at = since, time.monotonic()
             state.ready.set()
             LEXICAL_REFRESH.labels("load").observe(time.perf_counter() - started)
@@ -180,13 +212,32 @@ class LexicalIndex:
             log.warning("lexical index load failed; searches stay dense only", exc_info=True)
             await self._forget(tenant)
 
+    def _seen(self, state: _Tenant, notes: Sequence[Note]) -> None:
+        horizon = int(time.time() * 1_000_000) - self._margin_us
+        for note in notes:
+            stamp = to_micros(note.updated_at)
+            if stamp >= horizon:
+                state.recent[note.id] = stamp
+        for note_id in [i for i, stamp in state.recent.items() if stamp < horizon]:
+            del state.recent[note_id]
+
     async def _pull(self, tenant: str, state: _Tenant) -> None:
-        """Index what changed in the store since the last pull, and reconcile on a count gap."""
+        """Index what changed in the store since the last pull, and reconcile on a count gap.
+
+        Notes stamped since the last pull are fetched whole. Of those stamped within the margin
+        before it, only the ids are read, and only ids this index has not seen in that window
+        are fetched (writes that landed after the last pull read the store).
+        """
         started = time.perf_counter()
         now = int(time.time() * 1_000_000)
-        changed = await self._store.changed_since(tenant, state.pulled_from - self._margin_us)
+        # Ids first, then the notes by id: ChromaDB pages a filtered `get` by re-reading it.
+        fresh = await self._store.ids_changed_since(tenant, state.pulled_from)
+        window = await self._store.ids_changed_since(tenant, state.pulled_from - self._margin_us)
+        late = [i for i in window if i not in state.recent]
+        changed = await self._store.get_many(tenant, list(dict.fromkeys([*fresh, *late])))
         if changed:
             state.notes = await self._run(self._upsert_sync, state.table, changed)
+            self._seen(state, changed)
         state.pulled_from, state.pulled_at = now, time.monotonic()
         if state.notes != await self._store.count(tenant):
             await self._reconcile(tenant, state)
@@ -279,6 +330,18 @@ class LexicalIndex:
         LEXICAL_QUERY.observe(time.perf_counter() - started)
         return [r[0] for r in rows]
 
+    def _rare_terms_sync(self, state: _Tenant, terms: list[str]) -> list[str]:
+        if abs(state.notes - state.df_notes) > state.df_notes // 10:
+            state.df.clear()
+            state.df_notes = state.notes
+        for term in terms:
+            if term not in state.df:
+                sql = f"SELECT count(*) FROM {state.table} WHERE {state.table} MATCH ?"
+                state.df[term] = self._db.execute(sql, (term,)).fetchone()[0]
+        by_rarity = sorted(terms, key=state.df.__getitem__)
+        common = self._common_share * state.notes
+        return [t for i, t in enumerate(by_rarity) if i < 2 or state.df[t] <= common]
+
     async def search(
         self, tenant: str, query: str, *, limit: int, flt: NoteFilter | None
     ) -> list[str] | None:
@@ -289,6 +352,8 @@ class LexicalIndex:
         terms = query_terms(query)
         if not terms:
             return []
+        if state.notes > self._prune_above:
+            terms = await self._run(self._rare_terms_sync, state, terms)
         return await self._run(self._search_sync, state.table, " OR ".join(terms), flt, limit)
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ from amem.core.errors import Conflict, InvalidArgument, Unavailable
 from amem.core.evolution_client import EvolutionClient
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcnow
 from amem.core.store import NoteStore
+from amem.gateway.access import AccessRecorder
 from amem.gateway.evolution import EvolutionHook
 from amem.gateway.lexical import LexicalIndex
 from amem.gateway.schemas import MemoryCreate, MemoryUpdate, SearchMode
@@ -28,6 +29,7 @@ class MemoryService:
         evolution_client: EvolutionClient | None = None,
         *,
         lexical: LexicalIndex | None = None,
+        access: AccessRecorder | None = None,
         rrf_k: int = 20,
         candidates: int = 50,
     ):
@@ -36,6 +38,7 @@ class MemoryService:
         self._evolution = evolution
         self._evolution_client = evolution_client
         self._lexical = lexical
+        self._access = access
         self._rrf_k = rrf_k
         self._candidates = candidates
 
@@ -213,21 +216,10 @@ class MemoryService:
             for note in await self._store.get_many(tenant, best)
         ], used
 
-    async def record_access(self, tenant: str, notes: Sequence[Note]) -> None:
-        """Count a retrieval of each note (A-MEM's retrieval_count and last_accessed).
-
-        Best effort and after the response: only those two fields are written, so a concurrent
-        edit of the note's content is never overwritten; two concurrent retrievals may count once.
-        """
-        now = utcnow()
-        touched = [
-            n.model_copy(update={"retrieval_count": n.retrieval_count + 1, "last_accessed": now})
-            for n in notes
-        ]
-        try:
-            await self._store.update_fields(tenant, touched, {"retrieval_count", "last_accessed"})
-        except Exception:  # a note deleted meanwhile, or the store went away: not worth failing
-            log.warning("could not record access to %d notes", len(touched), exc_info=True)
+    def record_access(self, tenant: str, notes: Sequence[Note]) -> None:
+        """Count a retrieval of each note (written behind, see `amem.gateway.access`)."""
+        if self._access is not None:
+            self._access.record(tenant, [n.id for n in notes])
 
     async def neighbourhood(
         self, tenant: str, note_id: str, depth: int

@@ -44,6 +44,9 @@ class GatewaySettings(CommonSettings):
     lexical_margin_s: float = Field(default=30.0, ge=0)
     lexical_max_notes: int = Field(default=2_000_000, ge=1)
 
+    # Searches count retrievals in memory and write them to the store this often.
+    access_flush_s: float = Field(default=1.0, gt=0)
+
     # Limits.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_batch: int = Field(default=100, ge=1, le=1000)

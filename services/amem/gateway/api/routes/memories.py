@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from amem.core.errors import InvalidArgument, PayloadTooLarge
 from amem.core.model import EvolutionStatus, NoteFilter
@@ -183,7 +183,6 @@ async def search_memories(
     tenant: Tenant,
     service: Service,
     settings: Settings,
-    background: BackgroundTasks,
 ) -> SearchResponse:
     """The k memories that best match the query, best first: by default the fusion of meaning
     (embedding similarity) and words (BM25)."""
@@ -197,7 +196,7 @@ async def search_memories(
         include_links=body.include_links,
         mode=body.mode,
     )
-    background.add_task(service.record_access, tenant, [h.note for h in hits])
+    service.record_access(tenant, [h.note for h in hits])
     return SearchResponse(results=[SearchHit.of(h) for h in hits], mode=used)
 
 
