@@ -165,3 +165,33 @@ def test_health_is_not_serving_until_the_model_is_loaded(stack, tmp_path):
         assert float(torch_vec @ onnx_vec) > 0.999
     finally:
         proc.stop()
+
+
+def test_interactive_requests_overtake_background_work(stack):
+    """A backlog of evolution's background work never holds a REST request up for long."""
+    finished: list[str] = []
+
+    async def go():
+        client = EmbeddingClient(stack.embedding_target, timeout_s=120)
+
+        async def call(name, texts, background):
+            await client.embed(texts, background=background)
+            finished.append(name)
+
+        try:
+            backlog = [
+                asyncio.create_task(
+                    call(f"bg{i}", [f"background text {i} {j}" for j in range(48)], True)
+                )
+                for i in range(8)
+            ]
+            await asyncio.sleep(0.3)  # the backlog is queued and its first chunk running
+            await call("interactive", ["a question somebody waits for"], False)
+            await asyncio.gather(*backlog)
+        finally:
+            await client.close()
+
+    asyncio.run(go())
+    # 384 background texts take seconds on a CPU; the interactive call went ahead of most.
+    assert finished.index("interactive") <= 2, finished
+    assert len(finished) == 9

@@ -58,10 +58,13 @@ class EmbeddingClient:
         self._stub = embedding_pb2_grpc.EmbeddingServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
-    async def embed(self, texts: Sequence[str]) -> EmbedResult:
+    async def embed(self, texts: Sequence[str], *, background: bool = False) -> EmbedResult:
+        """Vectors for `texts`; `background` for work nobody waits on (served after the rest)."""
+        priority = embedding_pb2.PRIORITY_BACKGROUND if background else 0
         try:
             reply = await self._stub.Embed(
-                embedding_pb2.EmbedRequest(texts=list(texts)), timeout=self._timeout
+                embedding_pb2.EmbedRequest(texts=list(texts), priority=priority),
+                timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as exc:
             raise from_grpc_code(exc.code(), exc.details(), peer="embedding service") from exc

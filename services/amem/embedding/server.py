@@ -33,6 +33,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             lambda texts: encoder.encode(texts, batch_size=self._settings.max_batch_size),
             max_batch_size=self._settings.max_batch_size,
             max_wait_s=self._settings.max_wait_ms / 1000,
+            background_chunk=self._settings.background_chunk,
         )
         self._batcher.start()
 
@@ -65,7 +66,8 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         texts = list(request.texts)
         self._validate(texts)
         encoder, batcher = self._ready()
-        encoded = await batcher.submit(texts)
+        background = request.priority == embedding_pb2.PRIORITY_BACKGROUND
+        encoded = await batcher.submit(texts, background=background)
         return embedding_pb2.EmbedResponse(
             embeddings=[
                 embedding_pb2.Embedding(

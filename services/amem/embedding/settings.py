@@ -45,6 +45,9 @@ class EmbeddingSettings(CommonSettings):
     # has passed since its first request, whichever comes first.
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    # Background requests (evolution) are encoded this many texts at a time, interactive ones
+    # going first between chunks: the longest an interactive request waits behind them.
+    background_chunk: int = Field(default=8, ge=1, le=1024)
     # Request limits.
     max_texts_per_call: int = Field(default=256, ge=1)
     # Large enough for a maximal note: 16k content + context, keywords and tags.

@@ -100,7 +100,7 @@ class OfflineBrain:
             return [], []
         known = {c: self._term_vectors.get(c) for c in candidates}
         missing = [c for c, vector in known.items() if vector is None]
-        embedded = await self._embedder.embed([text, *missing])
+        embedded = await self._embedder.embed([text, *missing], background=True)
         doc = np.asarray(embedded.vectors[0], dtype=np.float32)
         for term, vector in zip(missing, embedded.vectors[1:], strict=True):
             known[term] = self._term_vectors[term] = np.asarray(vector, dtype=np.float32)

@@ -115,7 +115,7 @@ class Engine:
             construction = {f: getattr(built, f) for f in missing}
         draft = note.model_copy(update=construction)
 
-        embedded = await self._embedder.embed([draft.embedding_text()])
+        embedded = await self._embedder.embed([draft.embedding_text()], background=True)
         self._remember_vector(draft.embedding_text(), embedded.vectors[0])
         # A user's notes evolve among that user's notes: evolution copies text into neighbours,
         # which must not carry one user's memories into another's.
@@ -219,7 +219,9 @@ class Engine:
         if text != before.embedding_text():
             cached = self._vectors.pop(text, None)
             vectors = (
-                [cached] if cached is not None else (await self._embedder.embed([text])).vectors
+                [cached]
+                if cached is not None
+                else (await self._embedder.embed([text], background=True)).vectors
             )
         await self._store.update_fields(
             tenant, [after], {*fields, "version", "updated_at"}, embeddings=vectors
