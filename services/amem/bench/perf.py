@@ -10,8 +10,9 @@ against tenant size into --plot):
    hybrid: p50/p95 at C = 1 and queries/s at C = 16. Notes are bulk-loaded straight into the
    store with precomputed embeddings: the corpus' real embeddings, each reused with a little
    Gaussian noise (synthetic vectors, so that setup takes minutes, not hours);
-3. the write path (measured last: the offline evolution of what it writes keeps the CPU busy):
-   REST `POST /v1/memories`, ack latency and notes/s at C = 1 and 16;
+3. the write path: REST `POST /v1/memories`, ack latency and notes/s at C = 1 and 16, with the
+   offline evolution running (measured last: evolving what it writes keeps the CPU busy) and
+   on a second stack with no evolution service (the acknowledgement path alone);
 4. the A-mem library's way in one process: sentence-transformers (torch) and an in-process
    ChromaDB client, one call per note.
 
@@ -116,12 +117,12 @@ def machine(backend: str) -> dict[str, Any]:
 # --- 1. embedding ---------------------------------------------------------------------------
 
 
-def raw_encode(texts: list[str]) -> tuple[dict[str, Any], Any]:
+def raw_encode(texts: list[str], **overrides: Any) -> tuple[dict[str, Any], Any]:
     """In-process batch throughput with the service's own encoder and settings."""
     from amem.embedding.encoder import Encoder
     from amem.embedding.settings import EmbeddingSettings
 
-    settings = EmbeddingSettings()
+    settings = EmbeddingSettings(**overrides)
     encoder = Encoder(settings)
     encoder.encode(texts[:64], batch_size=settings.max_batch_size)  # warm up
     started = time.perf_counter()
@@ -287,7 +288,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Raw in-process `encode` batch throughput: **{r['embedding']['raw']['texts_per_s']} "
         f"texts/s** ({r['embedding']['raw']['texts']} texts, batch "
-        f"{r['embedding']['raw']['batch_size']}).",
+        f"{r['embedding']['raw']['batch_size']}); with the `onnx-int8` backend "
+        f"{r['embedding']['raw_int8']['texts_per_s']} texts/s.",
         "",
         "| clients | texts/s | ratio to raw | p50 ms | p95 ms |",
         "|---:|---:|---:|---:|---:|",
@@ -300,16 +302,20 @@ def markdown(r: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Write path (`POST /v1/memories`, offline evolution running)",
+        "## Write path (`POST /v1/memories`, one note per call)",
         "",
         "| clients | notes/s | ratio to raw embedding | p50 ms | p95 ms | p99 ms |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in r["write"]:
-        lines.append(
-            f"| {row['concurrency']} | {row['per_s']} | {row['per_s'] / raw:.2f} | "
-            f"{row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} |"
-        )
+    for label, rows in (
+        ("offline evolution running", r["write"]),
+        ("no evolution service", r["write_no_evolution"]),
+    ):
+        for row in rows:
+            lines.append(
+                f"| {row['concurrency']} ({label}) | {row['per_s']} | {row['per_s'] / raw:.2f} | "
+                f"{row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} |"
+            )
     lines += [
         "",
         "## Search path (`POST /v1/memories/search`, k = 10, one tenant)",
@@ -370,8 +376,9 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
     texts, queries = corpus(args.data)
     rng = np.random.default_rng(0)
     started = time.monotonic()
+    raw_int8, _ = raw_encode(texts[:2048], backend="onnx-int8")
     raw, encoder = raw_encode(texts[:2048])
-    log(f"raw encode: {raw['texts_per_s']} texts/s")
+    log(f"raw encode: {raw['texts_per_s']} texts/s ({raw_int8['texts_per_s']} with onnx-int8)")
     base = encoder.encode(texts, batch_size=64).vectors
     del encoder
 
@@ -388,7 +395,7 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
     result: dict[str, Any] = {}
     try:
         service = await embedding_service(stack.embedding_target, texts[:2048], (1, 8, 32, 64))
-        result["embedding"] = {"raw": raw, "service": service}
+        result["embedding"] = {"raw": raw, "raw_int8": raw_int8, "service": service}
         log(f"embedding service: {[(s['concurrency'], s['per_s']) for s in service]}")
         store = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=120)
         loaded, load_s, rows = 0, 0.0, []
@@ -412,6 +419,25 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
         log(f"write path: {[(w['concurrency'], w['p95_ms'], w['per_s']) for w in result['write']]}")
     finally:
         stack.stop()
+    # The acknowledgement path alone: the same writes with no evolution service competing for
+    # the CPU (notes stay pending).
+    bare = LocalStack(
+        data_dir=workdir / "bare",
+        gateway_port=free_port(),
+        dev_api_key=None,
+        log_dir=workdir / "logs-bare",
+        evolution=False,
+        extra_env={"AMEM_API_KEYS": json.dumps(keys)},
+    )
+    bare.start()
+    try:
+        result["write_no_evolution"] = await write_path(
+            bare.gateway_url, texts, ((1, 300), (16, 1000))
+        )
+        bare_rows = result["write_no_evolution"]
+        log(f"write path, no evolution: {[(w['p95_ms'], w['per_s']) for w in bare_rows]}")
+    finally:
+        bare.stop()
     result["naive"] = naive(texts, queries, base, args.sizes[0], 300, rng)
     log(f"naive: {result['naive']}")
     result["machine"] = machine(raw["backend"])
