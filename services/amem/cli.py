@@ -23,7 +23,10 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then leaves it
+    # ignored; `amem run` must stop on Ctrl-C however it was started.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     print(f"amem: starting ChromaDB, embedding, evolution and gateway (data in {stack.data_dir})")
     try:
         stack.start()
