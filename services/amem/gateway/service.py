@@ -13,6 +13,7 @@ from amem.core.evolution_client import EvolutionClient
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcnow
 from amem.core.store import NoteStore
 from amem.gateway.access import AccessRecorder
+from amem.gateway.commit import GroupCommit
 from amem.gateway.evolution import EvolutionHook
 from amem.gateway.lexical import LexicalIndex
 from amem.gateway.schemas import MemoryCreate, MemoryUpdate, SearchMode
@@ -39,6 +40,7 @@ class MemoryService:
         self._evolution_client = evolution_client
         self._lexical = lexical
         self._access = access
+        self._commit = GroupCommit(store)
         self._rrf_k = rrf_k
         self._candidates = candidates
 
@@ -59,7 +61,7 @@ class MemoryService:
                 note.follows = note.follows or before.id
         await self._check_links(tenant, {link for n in notes for link in n.links} | named)
         embedded = await self._embedder.embed([n.embedding_text() for n in notes])
-        await self._store.put(tenant, notes, embedded.vectors)
+        await self._commit.put(tenant, notes, embedded.vectors)
         await self._index(tenant, notes)
         await self._evolution.notes_changed(tenant, [n.id for n in notes])
         return list(zip(notes, embedded.truncated, strict=True))
