@@ -54,9 +54,10 @@ class Encoder:
         source = resolve_model_path(settings.model)
         if self.backend in ("onnx", "onnx-int8"):
             cached = settings.cache_dir / "onnx" / settings.model.replace("/", "--")
-            self._model = _load_onnx(SentenceTransformer, source, cached, self.device)
             if self.backend == "onnx-int8":
-                self._model = _load_int8(SentenceTransformer, cached, self.device)
+                self._model = _load_int8(SentenceTransformer, source, cached, self.device)
+            else:
+                self._model = _load_onnx(SentenceTransformer, source, cached, self.device)
         else:
             self._model = SentenceTransformer(source, device=self.device)
         dims = getattr(self._model, "get_embedding_dimension", None) or (
@@ -85,8 +86,9 @@ class Encoder:
         return Encoded(vectors=np.asarray(vectors, dtype=np.float32), token_counts=counts)
 
 
-def _load_int8(factory, cached: Path, device: str):
-    """The int8 dynamically quantised variant of the ONNX export in `cached` (made once)."""
+def _load_int8(factory, source: str, cached: Path, device: str):
+    """The int8 dynamically quantised variant of the ONNX export in `cached` (made once, and
+    the full-precision model is loaded only to make it)."""
     from sentence_transformers import export_dynamic_quantized_onnx_model
 
     config = "arm64" if platform.machine() in ("aarch64", "arm64") else "avx2"
@@ -96,7 +98,7 @@ def _load_int8(factory, cached: Path, device: str):
 
     if not exported():
         log.info("quantising %s to int8 (%s, once)", cached, config)
-        model = factory(str(cached), device=device, backend="onnx")
+        model = _load_onnx(factory, source, cached, device)
         export_dynamic_quantized_onnx_model(model, config, str(cached))
     name = f"onnx/{exported()[0].name}"
     return factory(str(cached), device=device, backend="onnx", model_kwargs={"file_name": name})

@@ -123,9 +123,12 @@ class OfflineBrain:
     ) -> tuple[Construction, Usage]:
         keywords, tags = await self._terms(note.content)
         # In a conversation, what a turn answers is its best context; else its first sentence.
-        source = previous.content if previous else note.content
-        first = _SENTENCE_END.split(source.strip(), maxsplit=1)[0] if not previous else source
-        context = first if len(first) <= 300 else first[:297].rstrip() + "..."
+        if previous is not None:
+            context = previous.content.strip()
+        else:
+            context = _SENTENCE_END.split(note.content.strip(), maxsplit=1)[0]
+        if len(context) > 300:
+            context = context[:297].rstrip() + "..."
         # Not validated: a note of stop words only has no keywords, and that is the honest answer.
         return Construction.model_construct(keywords=keywords, context=context, tags=tags), Usage()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Sequence
 
@@ -17,8 +16,6 @@ from amem.gateway.commit import GroupCommit
 from amem.gateway.evolution import EvolutionHook
 from amem.gateway.lexical import LexicalIndex
 from amem.gateway.schemas import MemoryCreate, MemoryUpdate, SearchMode
-
-log = logging.getLogger(__name__)
 
 
 class MemoryService:
