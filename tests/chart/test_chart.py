@@ -112,6 +112,14 @@ def test_hpa_scenarios():
     assert names("defaults") == {"amem-gateway", "amem-embedding"}
     assert names("hpa-off-values") == set()
     assert "amem-evolution" in names("evolution-hpa-values")
+    hpa = by_kind(rendered("evolution-hpa-values"), "HorizontalPodAutoscaler")["amem-evolution"]
+    assert {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "amem_evolution_queue_depth"},
+            "target": {"type": "AverageValue", "averageValue": "100"},
+        },
+    } in hpa["spec"]["metrics"]
 
 
 def test_no_secret_value_outside_secrets():
@@ -295,3 +303,26 @@ def test_replicas_spread_over_nodes_and_zones_by_default():
             assert (
                 _matches(c["labelSelector"], labels) and c["whenUnsatisfiable"] == "ScheduleAnyway"
             )
+
+
+def test_tracing_configures_every_service_and_opens_egress_to_the_collector():
+    docs = rendered("tracing-values")
+    config = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
+    assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4317"
+    assert config["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+    assert config["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+    policies = by_kind(docs, "NetworkPolicy")
+    for component in ("gateway", "embedding", "evolution"):
+        egress = policies[f"amem-{component}"]["spec"]["egress"]
+        to_collector = [r for r in egress if {"protocol": "TCP", "port": 4317} in r["ports"]]
+        assert to_collector, component
+        assert to_collector[0]["to"][0]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "observability"
+        }
+    # Without a collector nothing is exported and the embedding service reaches nowhere.
+    defaults = rendered("defaults")
+    assert (
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+        not in next(iter(by_kind(defaults, "ConfigMap").values()))["data"]
+    )
+    assert by_kind(defaults, "NetworkPolicy")["amem-embedding"]["spec"]["egress"] == []

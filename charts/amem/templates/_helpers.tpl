@@ -154,6 +154,18 @@ checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256
     - {protocol: TCP, port: 53}
 {{- end }}
 
+{{/* Egress to the OpenTelemetry collector, when traces are exported. */}}
+{{- define "amem.otlpEgress" -}}
+{{- if .Values.tracing.otlpEndpoint }}
+- to:
+    {{- toYaml .Values.networkPolicy.otlpEgress | nindent 4 }}
+  ports:
+    {{- range .Values.networkPolicy.otlpEgressPorts }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Policy checks this chart does not meet, each with its reason (checkov reads these). */}}
 {{- define "amem.checkovSkips" -}}
 checkov.io/skip1: CKV_K8S_43=Tags by default so that `helm install` works as documented; set image.tag to a digest-pinned release in production

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from amem.core import tracing
 from amem.core.errors import from_grpc_code
 from amem.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 
@@ -54,6 +55,7 @@ class EmbeddingClient:
                 ("grpc.enable_retries", 1),
                 ("grpc.keepalive_time_ms", 30_000),
             ],
+            interceptors=tracing.client_interceptors(),
         )
         self._stub = embedding_pb2_grpc.EmbeddingServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)

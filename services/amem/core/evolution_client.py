@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from amem.core import tracing
 from amem.core.errors import from_grpc_code
 from amem.evolution.v1 import evolution_pb2, evolution_pb2_grpc
 
@@ -35,7 +36,9 @@ class EvolutionClient:
     def __init__(self, target: str, *, timeout_s: float = 5.0) -> None:
         self._timeout = timeout_s
         self._channel = grpc.aio.insecure_channel(
-            target, options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+            target,
+            options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+            interceptors=tracing.client_interceptors(),
         )
         self._stub = evolution_pb2_grpc.EvolutionServiceStub(self._channel)
 

@@ -1,5 +1,5 @@
-"""What every amem gRPC server shares: error mapping, RPC metrics, health, reflection and a
-graceful stop on SIGTERM/SIGINT.
+"""What every amem gRPC server shares: error mapping, RPC metrics, tracing, health, reflection
+and a graceful stop on SIGTERM/SIGINT.
 
 Handlers raise `AmemError`s; the interceptor here turns them into status codes, so no handler
 calls `context.set_code` itself.
@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
+from amem.core import tracing
 from amem.core.errors import AmemError
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,11 @@ async def create_server(
     Health starts NOT_SERVING for every service; the caller flips it once it is ready.
     Returns the server, the bound port and the health servicer.
     """
-    server = grpc.aio.server(interceptors=[ErrorAndMetricsInterceptor()], options=SERVER_OPTIONS)
+    # The tracing interceptor comes first, so its span covers the status the other one sets.
+    server = grpc.aio.server(
+        interceptors=[tracing.server_interceptor(), ErrorAndMetricsInterceptor()],
+        options=SERVER_OPTIONS,
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = list(service_names)

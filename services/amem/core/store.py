@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,9 @@ from chromadb.api import AsyncClientAPI
 from chromadb.api.models.AsyncCollection import AsyncCollection
 from chromadb.config import Settings
 from chromadb.errors import ChromaError
+from prometheus_client import Histogram
 
+from amem.core import tracing
 from amem.core.errors import InvalidArgument, NotFound, Unavailable
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote
 
@@ -40,6 +43,13 @@ _LIST_FIELDS = ("keywords", "links", "tags")
 _TIME_FIELDS = ("timestamp", "last_accessed", "created_at", "updated_at")
 # Chroma's $or/$in take lists; keep each filter small enough for a quick plan.
 _ID_CHUNK = 100
+
+CHROMA_SECONDS = Histogram(
+    "amem_chromadb_request_seconds",
+    "ChromaDB call latency, by operation and outcome (ok, timeout, unreachable, http_<code>).",
+    ["op", "outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 
 def to_micros(value: datetime) -> int:
@@ -125,19 +135,31 @@ def _chunks(items: Sequence[str], size: int = _ID_CHUNK) -> Iterable[Sequence[st
 
 
 @asynccontextmanager
-async def _chroma_errors(timeout_s: float | None) -> AsyncIterator[None]:
-    """Bound a Chroma call in time and turn the client's failures into domain errors."""
+async def _chroma_errors(op: str, timeout_s: float | None) -> AsyncIterator[None]:
+    """Bound a Chroma call in time, trace and time it, and turn the client's failures into
+    domain errors."""
+    started = time.perf_counter()
+    outcome = "ok"
     try:
-        async with asyncio.timeout(timeout_s):
-            yield
+        with tracing.span(f"chromadb {op}", **{"db.system": "chromadb", "db.operation": op}):
+            async with asyncio.timeout(timeout_s):
+                yield
     except TimeoutError as exc:
+        outcome = "timeout"
         raise Unavailable(f"chromadb did not answer within {timeout_s}s") from exc
     except (httpx.TransportError, ConnectionError) as exc:
+        outcome = "unreachable"
         raise Unavailable(f"chromadb is unreachable: {type(exc).__name__}") from exc
     except ChromaError as exc:
+        outcome = f"http_{exc.code()}"
         if exc.code() >= 500:
             raise Unavailable(f"chromadb failed: {exc.message()}") from exc
         raise InvalidArgument(f"chromadb refused the request: {exc.message()}") from exc
+    except BaseException:
+        outcome = "error"
+        raise
+    finally:
+        CHROMA_SECONDS.labels(op, outcome).observe(time.perf_counter() - started)
 
 
 class NoteStore:
@@ -154,10 +176,13 @@ class NoteStore:
         self._collections: dict[str, AsyncCollection] = {}
         self._lock = asyncio.Lock()
 
+    def _call(self, op: str) -> AbstractAsyncContextManager[None]:
+        return _chroma_errors(op, self._timeout)
+
     async def _get_client(self) -> AsyncClientAPI:
         # Connect lazily: the gateway may start before ChromaDB is up (readiness covers that).
         if self._client is None:
-            async with self._lock, _chroma_errors(self._timeout):
+            async with self._lock, self._call("connect"):
                 if self._client is None:
                     self._client = await chromadb.AsyncHttpClient(
                         host=self._host,
@@ -170,7 +195,7 @@ class NoteStore:
         col = self._collections.get(tenant)
         if col is None:
             client = await self._get_client()
-            async with _chroma_errors(self._timeout):
+            async with self._call("get_or_create_collection"):
                 col = await client.get_or_create_collection(
                     f"{self._prefix}{tenant}",
                     embedding_function=None,
@@ -182,7 +207,7 @@ class NoteStore:
 
     async def heartbeat(self) -> None:
         client = await self._get_client()
-        async with _chroma_errors(self._timeout):
+        async with self._call("heartbeat"):
             await client.heartbeat()
 
     async def put(
@@ -194,7 +219,7 @@ class NoteStore:
         if not notes:
             return
         col = await self._collection(tenant)
-        async with _chroma_errors(self._timeout):
+        async with self._call("upsert"):
             await col.upsert(
                 ids=[n.id for n in notes],
                 embeddings=[list(e) for e in embeddings],
@@ -222,7 +247,7 @@ class NoteStore:
             {k: v for k, v in to_metadata(n).items() if keys is None or k in keys} for n in notes
         ]
         documents = [n.content for n in notes] if keys is None or "content" in keys else None
-        async with _chroma_errors(self._timeout):
+        async with self._call("update"):
             await col.update(
                 ids=[n.id for n in notes],
                 metadatas=metadatas,
@@ -242,7 +267,7 @@ class NoteStore:
             return []
         col = await self._collection(tenant)
         by_id: dict[str, Note] = {}
-        async with _chroma_errors(self._timeout):
+        async with self._call("get"):
             for chunk in _chunks(list(dict.fromkeys(ids))):
                 got = await col.get(ids=list(chunk), include=["documents", "metadatas"])
                 for note in _notes(got):
@@ -258,7 +283,7 @@ class NoteStore:
         updated, so offsets stay valid while notes are added or changed during a listing.
         """
         col = await self._collection(tenant)
-        async with _chroma_errors(self._timeout):
+        async with self._call("get"):
             got = await col.get(
                 where=to_where(flt),
                 limit=limit + 1,
@@ -273,7 +298,7 @@ class NoteStore:
     ) -> list[ScoredNote]:
         """The k notes nearest to `embedding` by cosine similarity, best first."""
         col = await self._collection(tenant)
-        async with _chroma_errors(self._timeout):
+        async with self._call("query"):
             got = await col.query(
                 query_embeddings=[list(embedding)],
                 n_results=k,
@@ -295,7 +320,7 @@ class NoteStore:
     ) -> list[tuple[str, float]]:
         """Ids and cosine similarities of the n notes nearest to `embedding`, best first."""
         col = await self._collection(tenant)
-        async with _chroma_errors(self._timeout):
+        async with self._call("query"):
             got = await col.query(
                 query_embeddings=[list(embedding)],
                 n_results=n,
@@ -309,14 +334,14 @@ class NoteStore:
     async def ids_changed_since(self, tenant: str, updated_at_us: int) -> list[str]:
         """Ids of the notes stored or changed at or after `updated_at_us`."""
         col = await self._collection(tenant)
-        async with _chroma_errors(self._timeout):
+        async with self._call("get"):
             got = await col.get(where={"updated_at": {"$gte": updated_at_us}}, include=[])
         return list(got["ids"])
 
     async def tenants(self) -> list[str]:
         """Every tenant that has a collection."""
         client = await self._get_client()
-        async with _chroma_errors(self._timeout):
+        async with self._call("list_collections"):
             names = []
             offset = 0
             while True:
@@ -329,19 +354,19 @@ class NoteStore:
 
     async def count(self, tenant: str) -> int:
         col = await self._collection(tenant)
-        async with _chroma_errors(self._timeout):
+        async with self._call("count"):
             return await col.count()
 
     async def ids_where(self, tenant: str, flt: NoteFilter, limit: int | None = None) -> list[str]:
         """Ids of the notes matching `flt`, in insertion order."""
         col = await self._collection(tenant)
-        async with _chroma_errors(self._timeout):
+        async with self._call("get"):
             got = await col.get(where=to_where(flt), include=[], limit=limit)
         return list(got["ids"])
 
     async def delete(self, tenant: str, ids: Sequence[str]) -> None:
         col = await self._collection(tenant)
-        async with _chroma_errors(self._timeout):
+        async with self._call("delete"):
             for chunk in _chunks(list(ids)):
                 await col.delete(ids=list(chunk))
 
@@ -349,7 +374,7 @@ class NoteStore:
         """Notes whose links name any of `ids`."""
         col = await self._collection(tenant)
         found: dict[str, Note] = {}
-        async with _chroma_errors(self._timeout):
+        async with self._call("get"):
             for chunk in _chunks(list(ids)):
                 where = _conjoin([{"links": {"$contains": i}} for i in chunk], "$or")
                 got = await col.get(where=where, include=["documents", "metadatas"])

@@ -7,7 +7,7 @@ import logging
 
 from prometheus_client import start_http_server
 
-from amem.core import logs
+from amem.core import logs, tracing
 from amem.core.errors import InvalidArgument, Unavailable
 from amem.core.grpc_server import create_server, set_serving, wait_for_stop_signal
 from amem.embedding.batcher import DynamicBatcher
@@ -123,4 +123,5 @@ async def serve(settings: EmbeddingSettings) -> None:
 def main() -> None:
     settings = EmbeddingSettings()
     logs.configure("embedding", level=settings.log_level, json_logs=settings.json_logs)
+    tracing.configure("embedding")
     asyncio.run(serve(settings))

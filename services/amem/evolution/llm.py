@@ -25,6 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from amem.core import tracing
 from amem.evolution.prompts import SYSTEM
 from amem.evolution.settings import EvolutionSettings, LLMBackendName
 
@@ -134,12 +135,20 @@ class _Base:
                 outcome = "ok"
                 try:
                     async with self._limit:
-                        parsed, usage = await self._attempt(
-                            prompt,
-                            reply,
-                            schema,
-                            self._temperature(attempt.retry_state.attempt_number),
-                        )
+                        with tracing.span(
+                            "llm.generate",
+                            **{"gen_ai.system": self.backend, "gen_ai.request.model": self.model},
+                        ) as span:
+                            parsed, usage = await self._attempt(
+                                prompt,
+                                reply,
+                                schema,
+                                self._temperature(attempt.retry_state.attempt_number),
+                            )
+                            span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+                            span.set_attribute(
+                                "gen_ai.usage.output_tokens", usage.completion_tokens
+                            )
                 except RetryableLLMError as exc:
                     outcome = exc.reason
                     LLM_RETRIES.labels(exc.reason).inc()

@@ -7,6 +7,9 @@ evolves that tenant's notes one at a time: two evolutions never race on the same
 
 Work comes from Notify calls (fast path) and from a periodic scan for pending notes (the
 durable path: after a crash, a lost Notify or an ownership change).
+
+Each note's evolution is a trace of its own (span `evolution.evolve`); when the work came from
+a Notify, the span links to the trace of the request that wrote the note.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from opentelemetry import trace
 from prometheus_client import Gauge
 
+from amem.core import tracing
 from amem.core.errors import AmemError, Unavailable
 from amem.evolution.engine import Engine
 from amem.evolution.membership import Membership
@@ -43,7 +48,8 @@ def owner_of(tenant: str, replicas: int) -> int:
 
 class _TenantQueue:
     def __init__(self) -> None:
-        self.ids: dict[str, None] = {}  # ordered set: queued, not yet started
+        # Queued, not yet started, in order; each with the trace context that asked for it.
+        self.ids: dict[str, trace.SpanContext | None] = {}
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -91,14 +97,17 @@ class Scheduler:
         tasks = [q.task for q in self._queues.values() if q.task]
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def enqueue(self, tenant: str, note_ids: list[str]) -> None:
+    def enqueue(
+        self, tenant: str, note_ids: list[str], *, origin: trace.SpanContext | None = None
+    ) -> None:
         if self._stopping:
             return
         q = self._queues.get(tenant)
         if q is None:
             q = self._queues[tenant] = _TenantQueue()
         for note_id in note_ids:
-            q.ids.setdefault(note_id)
+            if q.ids.get(note_id) is None:
+                q.ids[note_id] = origin
         q.wakeup.set()
         if q.task is None or q.task.done():
             q.task = asyncio.create_task(self._drain(tenant, q), name=f"evolve-{tenant}")
@@ -121,12 +130,20 @@ class Scheduler:
                     q.ids.clear()
                     break
                 note_id = next(iter(q.ids))
-                del q.ids[note_id]
+                origin = q.ids.pop(note_id)
                 self._update_gauges()
+                links = [trace.Link(origin)] if origin is not None and origin.is_valid else []
                 try:
-                    async with self._lock(tenant):
-                        outcome = await self._engine.process(tenant, note_id)
-                    log.debug("note evolution outcome: %s", outcome)
+                    with tracing.tracer.start_as_current_span(
+                        "evolution.evolve",
+                        context=trace.set_span_in_context(trace.INVALID_SPAN),
+                        links=links,
+                        attributes={"amem.tenant": tenant, "amem.note_id": note_id},
+                    ) as span:
+                        async with self._lock(tenant):
+                            outcome = await self._engine.process(tenant, note_id)
+                        span.set_attribute("amem.outcome", outcome)
+                        log.debug("note evolution outcome: %s", outcome)
                 except Unavailable as exc:
                     # A dependency is down: the note stays pending and the next scan retries it.
                     log.warning("evolution deferred, dependency unavailable: %s", exc)

@@ -6,9 +6,10 @@ import asyncio
 import logging
 import os
 
+from opentelemetry import trace
 from prometheus_client import start_http_server
 
-from amem.core import logs
+from amem.core import logs, tracing
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import InvalidArgument
 from amem.core.evolution_client import EvolutionClient
@@ -47,7 +48,9 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
             return evolution_pb2.NotifyResponse(
                 owner=await owner.notify(request.tenant, list(request.note_ids))
             )
-        self._scheduler.enqueue(request.tenant, list(request.note_ids))
+        # The evolution runs later, in a trace of its own that links back to this request's.
+        origin = trace.get_current_span().get_span_context()
+        self._scheduler.enqueue(request.tenant, list(request.note_ids), origin=origin)
         return evolution_pb2.NotifyResponse(owner=self._scheduler.index)
 
     async def Revert(self, request, context):  # noqa: N802
@@ -121,4 +124,5 @@ def main() -> None:
     # e.g. amem_evolution_llm_api_key, in the directory AMEM_SECRETS_DIR.
     settings = EvolutionSettings(_secrets_dir=os.environ.get("AMEM_SECRETS_DIR"))
     logs.configure("evolution", level=settings.log_level, json_logs=settings.json_logs)
+    tracing.configure("evolution")
     asyncio.run(serve(settings))

@@ -6,7 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from amem.core.embedding_client import EmbeddingClient
@@ -92,16 +94,19 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
         app, include_in_schema=False
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app
 
 
 def main() -> None:
     import uvicorn
 
-    from amem.core import logs
+    from amem.core import logs, tracing
 
     settings = GatewaySettings()
     logs.configure("gateway", level=settings.log_level, json_logs=settings.json_logs)
+    tracing.configure("gateway")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
