@@ -1,15 +1,24 @@
-"""The `amem` command: `amem run` starts the whole system locally in the foreground."""
+"""The `amem` command: `amem run` starts the whole system locally in the foreground; `backup`,
+`restore`, `backups`, `export` and `import` move notes between ChromaDB and files or buckets
+(docs/operations.md)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amem.devstack import LocalStack, ProcessDied
+
+if TYPE_CHECKING:
+    from amem.core.store import NoteStore
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,14 +66,212 @@ Ctrl-C stops everything.""",
         stack.stop()
 
 
+class _Bars:
+    """One progress bar per tenant (on a terminal; tqdm stays quiet in a CronJob's log)."""
+
+    def __init__(self, verb: str) -> None:
+        self._verb = verb
+        self._bar = None
+
+    def __call__(self, tenant: str, total: int):
+        from tqdm import tqdm
+
+        self.close()
+        self._bar = tqdm(total=total, desc=f"{self._verb} {tenant}", unit="note", disable=None)
+        return self._bar.update
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@contextlib.asynccontextmanager
+async def _store(args: argparse.Namespace):
+    from amem.core.store import NoteStore
+
+    store = NoteStore(args.chroma_host, args.chroma_port, timeout_s=args.chroma_timeout)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _backup(args: argparse.Namespace, store: NoteStore) -> int:
+    from amem.backup import notes
+    from amem.backup.targets import open_target
+
+    target = open_target(args.destination)
+    bars = _Bars("backing up")
+    try:
+        manifest = await notes.backup(store, target, args.tenant, progress=bars)
+    finally:
+        bars.close()
+    count = sum(t["notes"] for t in manifest["tenants"].values())
+    tenants = len(manifest["tenants"])
+    print(f"{manifest['name']}: {count} notes of {tenants} tenants in {target.url}")
+    if args.keep:
+        for name in notes.prune(target, args.keep):
+            print(f"deleted {name} (keeping the newest {args.keep})")
+    return 0
+
+
+async def _restore(args: argparse.Namespace, store: NoteStore) -> int:
+    from amem.backup import notes
+    from amem.backup.targets import open_target
+
+    target = open_target(args.source)
+    manifest = notes.read_manifest(target, args.backup)
+    bars = _Bars("restoring")
+    try:
+        restored = await notes.restore(store, target, manifest, args.tenant, progress=bars)
+    finally:
+        bars.close()
+    for tenant, count in restored.items():
+        print(f"{tenant}: {count} notes restored from {manifest['name']}")
+    return 0
+
+
+async def _backups(args: argparse.Namespace, store: NoteStore | None = None) -> int:
+    from amem.backup import notes
+    from amem.backup.targets import open_target
+
+    target = open_target(args.location)
+    for name in notes.backup_names(target):
+        print(name)
+    return 0
+
+
+async def _export(args: argparse.Namespace, store: NoteStore) -> int:
+    import gzip
+
+    from amem.backup import notes
+
+    if args.tenant not in await store.tenants():
+        raise notes.BackupError(f"no such tenant: {args.tenant}")
+    bars = _Bars("exporting")
+    total = await store.count(args.tenant)
+    try:
+        if args.output == "-":
+            shot = await notes.snapshot(
+                store, args.tenant, sys.stdout.buffer, bars(args.tenant, total)
+            )
+        else:
+            opener = gzip.open if args.output.endswith(".gz") else open
+            with opener(args.output, "wb") as out:
+                shot = await notes.snapshot(store, args.tenant, out, bars(args.tenant, total))
+    finally:
+        bars.close()
+    print(f"{args.tenant}: {shot.notes} notes exported", file=sys.stderr)
+    return 0
+
+
+async def _import(args: argparse.Namespace, store: NoteStore) -> int:
+    from amem.backup import notes
+    from amem.core.embedding_client import EmbeddingClient
+
+    embedder = EmbeddingClient(args.embedding_target) if args.embedding_target else None
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        assert embedder is not None
+        return (await embedder.embed(texts, background=True)).vectors
+
+    bars = _Bars("importing")
+    try:
+        path = args.file
+        # Validate the whole file before writing anything: a bad line leaves the tenant as is.
+        total = sum(1 for _ in notes.read_lines(path))
+        count = await notes.load(
+            store,
+            args.tenant,
+            notes.read_lines(path),
+            embed=embed if embedder else None,
+            progress=bars(args.tenant, total),
+        )
+    finally:
+        bars.close()
+        if embedder:
+            await embedder.close()
+    print(f"{args.tenant}: {count} notes imported", file=sys.stderr)
+    return 0
+
+
+def _file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{value}: no such file")
+    return path
+
+
+def _tenant(value: str) -> str:
+    from amem.gateway.settings import TENANT_PATTERN
+
+    if not re.match(TENANT_PATTERN, value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a tenant id ({TENANT_PATTERN})")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="amem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "run", help="run ChromaDB, the embedding, evolution and gateway services locally"
     )
+    chroma = argparse.ArgumentParser(add_help=False)
+    chroma.add_argument(
+        "--chroma-host", default=os.environ.get("AMEM_CHROMA_HOST", "127.0.0.1"), metavar="HOST"
+    )
+    chroma.add_argument(
+        "--chroma-port", type=int, default=int(os.environ.get("AMEM_CHROMA_PORT", "8000"))
+    )
+    chroma.add_argument("--chroma-timeout", type=float, default=60.0, metavar="SECONDS")
+
+    p = sub.add_parser(
+        "backup", parents=[chroma], help="snapshot tenants to a directory or s3://bucket/prefix"
+    )
+    p.add_argument("destination", help="a directory, or s3://bucket/prefix")
+    p.add_argument("--tenant", action="append", type=_tenant, help="only this tenant (repeat)")
+    p.add_argument("--keep", type=int, help="then delete all but the newest KEEP backups")
+    p = sub.add_parser("restore", parents=[chroma], help="write a backup's notes back")
+    p.add_argument("source", help="where the backups are: a directory, or s3://bucket/prefix")
+    p.add_argument("--backup", metavar="NAME", help="which backup (default: the newest)")
+    p.add_argument("--tenant", action="append", type=_tenant, help="only this tenant (repeat)")
+    p = sub.add_parser("backups", help="list the complete backups at a location")
+    p.add_argument("location")
+    p = sub.add_parser("export", parents=[chroma], help="one tenant's notes as JSON Lines")
+    p.add_argument("--tenant", required=True, type=_tenant)
+    p.add_argument("--output", "-o", default="-", help="file (.gz compresses), - for stdout")
+    p = sub.add_parser("import", parents=[chroma], help="JSON Lines notes into a tenant")
+    p.add_argument("file", type=_file, help="a note file (.jsonl or .jsonl.gz)")
+    p.add_argument("--tenant", required=True, type=_tenant)
+    p.add_argument(
+        "--embedding-target",
+        default=os.environ.get("AMEM_EMBEDDING_TARGET"),
+        help="embedding service (host:port) for lines without an embedding",
+    )
     args = parser.parse_args(argv)
-    return {"run": run}[args.command](args)
+    if args.command == "run":
+        return run(args)
+    if args.command == "backups":
+        return _main_async(_backups(args))
+    command = {"backup": _backup, "restore": _restore, "export": _export, "import": _import}
+
+    async def with_store() -> int:
+        async with _store(args) as store:
+            return await command[args.command](args, store)
+
+    return _main_async(with_store())
+
+
+def _main_async(work) -> int:
+    from amem.backup.notes import BackupError
+    from amem.core.errors import AmemError
+
+    try:
+        return asyncio.run(work)
+    except (BackupError, AmemError, ValueError, OSError) as exc:
+        print(f"amem: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -326,3 +326,45 @@ def test_tracing_configures_every_service_and_opens_egress_to_the_collector():
         not in next(iter(by_kind(defaults, "ConfigMap").values()))["data"]
     )
     assert by_kind(defaults, "NetworkPolicy")["amem-embedding"]["spec"]["egress"] == []
+
+
+def test_backup_cronjob_to_s3_and_to_a_volume():
+    docs = rendered("backup-s3-values")
+    job = by_kind(docs, "CronJob")["amem-backup"]
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"][3:] == ["backup", "s3://acme-amem-backups/prod", "--keep", "14"]
+    assert {"name": "AWS_REGION", "value": "eu-west-1"} in container["env"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
+    policies = by_kind(docs, "NetworkPolicy")
+    egress_ports = [
+        p["port"] for r in policies["amem-backup"]["spec"]["egress"] for p in r["ports"]
+    ]
+    assert 443 in egress_ports
+    chroma_from = policies["amem-chromadb"]["spec"]["ingress"][0]["from"]
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+        == "backup"
+        for p in chroma_from
+    )
+    assert "PersistentVolumeClaim" not in {d["kind"] for d in docs if d["kind"] != "StatefulSet"}
+
+    docs = rendered("backup-volume-values")
+    job = by_kind(docs, "CronJob")["amem-backup"]
+    assert job["spec"]["timeZone"] == "Europe/Berlin"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"][4] == "/backups"
+    claim = by_kind(docs, "PersistentVolumeClaim")["amem-backup"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    egress = by_kind(docs, "NetworkPolicy")["amem-backup"]["spec"]["egress"]
+    assert 443 not in [p["port"] for r in egress for p in r["ports"]]
+    # No backup, no CronJob.
+    assert not by_kind(rendered("defaults"), "CronJob")
+
+
+def test_backup_without_a_destination_fails():
+    result = helm("template", "amem", str(CHART), "--set", "backup.enabled=true", check=False)
+    assert result.returncode != 0
+    assert "backup.destination" in result.stderr

@@ -15,20 +15,21 @@ the value round-trips exactly.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import chromadb
 import httpx
 from chromadb.api import AsyncClientAPI
 from chromadb.api.models.AsyncCollection import AsyncCollection
 from chromadb.config import Settings
-from chromadb.errors import ChromaError
+from chromadb.errors import ChromaError, NotFoundError
 from prometheus_client import Histogram
 
 from amem.core import tracing
@@ -43,6 +44,8 @@ _LIST_FIELDS = ("keywords", "links", "tags")
 _TIME_FIELDS = ("timestamp", "last_accessed", "created_at", "updated_at")
 # Chroma's $or/$in take lists; keep each filter small enough for a quick plan.
 _ID_CHUNK = 100
+
+_M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
 
 CHROMA_SECONDS = Histogram(
     "amem_chromadb_request_seconds",
@@ -134,6 +137,27 @@ def _chunks(items: Sequence[str], size: int = _ID_CHUNK) -> Iterable[Sequence[st
         yield items[start : start + size]
 
 
+class _CollectionGone(Unavailable):
+    """A tenant's collection vanished behind this process's back (dropped, or ChromaDB came
+    back empty and a restore recreated it): the cached handle is stale."""
+
+
+def _recollect(method: _M) -> _M:
+    """Run a tenant method again, with a fresh collection handle, if the cached one is stale:
+    a ChromaDB that lost or re-created a collection needs no restart of its clients."""
+
+    @functools.wraps(method)
+    async def wrapper(self: NoteStore, tenant: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, tenant, *args, **kwargs)
+        except _CollectionGone:
+            log.warning("collection of a tenant vanished; reopening it", extra={"tenant": tenant})
+            self._collections.pop(tenant, None)
+            return await method(self, tenant, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 @asynccontextmanager
 async def _chroma_errors(op: str, timeout_s: float | None) -> AsyncIterator[None]:
     """Bound a Chroma call in time, trace and time it, and turn the client's failures into
@@ -150,6 +174,11 @@ async def _chroma_errors(op: str, timeout_s: float | None) -> AsyncIterator[None
     except (httpx.TransportError, ConnectionError) as exc:
         outcome = "unreachable"
         raise Unavailable(f"chromadb is unreachable: {type(exc).__name__}") from exc
+    except NotFoundError as exc:
+        outcome = "http_404"
+        if "collection" in exc.message().lower():
+            raise _CollectionGone(f"chromadb lost a collection: {exc.message()}") from exc
+        raise InvalidArgument(f"chromadb refused the request: {exc.message()}") from exc
     except ChromaError as exc:
         outcome = f"http_{exc.code()}"
         if exc.code() >= 500:
@@ -210,6 +239,7 @@ class NoteStore:
         async with self._call("heartbeat"):
             await client.heartbeat()
 
+    @_recollect
     async def put(
         self, tenant: str, notes: Sequence[Note], embeddings: Sequence[Sequence[float]]
     ) -> None:
@@ -227,6 +257,7 @@ class NoteStore:
                 metadatas=[to_metadata(n) for n in notes],
             )
 
+    @_recollect
     async def update_fields(
         self,
         tenant: str,
@@ -261,6 +292,7 @@ class NoteStore:
             raise NotFound(f"memory {note_id!r} not found")
         return found[0]
 
+    @_recollect
     async def get_many(self, tenant: str, ids: Sequence[str]) -> list[Note]:
         """The notes that exist among `ids`, in the order of `ids` (missing ones are skipped)."""
         if not ids:
@@ -274,6 +306,7 @@ class NoteStore:
                     by_id[note.id] = note
         return [by_id[i] for i in ids if i in by_id]
 
+    @_recollect
     async def list(
         self, tenant: str, flt: NoteFilter | None, *, limit: int, offset: int
     ) -> tuple[list[Note], bool]:
@@ -293,6 +326,7 @@ class NoteStore:
         notes = _notes(got)
         return notes[:limit], len(notes) > limit
 
+    @_recollect
     async def search(
         self, tenant: str, embedding: Sequence[float], *, k: int, flt: NoteFilter | None
     ) -> list[ScoredNote]:
@@ -315,6 +349,7 @@ class NoteStore:
             )
         return scored
 
+    @_recollect
     async def nearest(
         self, tenant: str, embedding: Sequence[float], *, n: int, flt: NoteFilter | None
     ) -> list[tuple[str, float]]:
@@ -331,6 +366,7 @@ class NoteStore:
             (i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0], strict=True)
         ]
 
+    @_recollect
     async def ids_changed_since(self, tenant: str, updated_at_us: int) -> list[str]:
         """Ids of the notes stored or changed at or after `updated_at_us`."""
         col = await self._collection(tenant)
@@ -352,11 +388,13 @@ class NoteStore:
                 offset += 100
         return [n[len(self._prefix) :] for n in names if n.startswith(self._prefix)]
 
+    @_recollect
     async def count(self, tenant: str) -> int:
         col = await self._collection(tenant)
         async with self._call("count"):
             return await col.count()
 
+    @_recollect
     async def ids_where(self, tenant: str, flt: NoteFilter, limit: int | None = None) -> list[str]:
         """Ids of the notes matching `flt`, in insertion order."""
         col = await self._collection(tenant)
@@ -364,12 +402,38 @@ class NoteStore:
             got = await col.get(where=to_where(flt), include=[], limit=limit)
         return list(got["ids"])
 
+    @_recollect
+    async def all_ids(self, tenant: str) -> list[str]:
+        """Every note id of the tenant, in insertion order."""
+        col = await self._collection(tenant)
+        async with self._call("get"):
+            got = await col.get(include=[])
+        return list(got["ids"])
+
+    @_recollect
+    async def records(self, tenant: str, ids: Sequence[str]) -> list[tuple[Note, list[float]]]:
+        """The notes among `ids` that exist, each with its stored embedding, in `ids` order."""
+        col = await self._collection(tenant)
+        by_id: dict[str, tuple[Note, list[float]]] = {}
+        async with self._call("get"):
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                got = await col.get(
+                    ids=list(chunk), include=["documents", "metadatas", "embeddings"]
+                )
+                for i, d, m, e in zip(
+                    got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+                ):
+                    by_id[i] = (from_record(i, d, m), [float(x) for x in e])
+        return [by_id[i] for i in ids if i in by_id]
+
+    @_recollect
     async def delete(self, tenant: str, ids: Sequence[str]) -> None:
         col = await self._collection(tenant)
         async with self._call("delete"):
             for chunk in _chunks(list(ids)):
                 await col.delete(ids=list(chunk))
 
+    @_recollect
     async def linking_to(self, tenant: str, ids: Sequence[str]) -> list[Note]:
         """Notes whose links name any of `ids`."""
         col = await self._collection(tenant)

@@ -324,7 +324,8 @@ class LexicalIndex:
             if flt.until is not None:
                 where.append("ts < ?")
                 args.append(to_micros(flt.until))
-        sql = f"SELECT id FROM {table} WHERE {' AND '.join(where)} ORDER BY rank LIMIT ?"
+        # Equal scores are ordered by id, so every replica, and a reloaded index, agree.
+        sql = f"SELECT id FROM {table} WHERE {' AND '.join(where)} ORDER BY rank, id LIMIT ?"
         started = time.perf_counter()
         rows = self._db.execute(sql, [*args, limit]).fetchall()
         LEXICAL_QUERY.observe(time.perf_counter() - started)
