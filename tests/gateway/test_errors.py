@@ -19,6 +19,7 @@ from tests.conftest import create
         ({"content": "x", "keywords": ["k"] * 33}, "keywords"),
         ({"content": "x", "timestamp": "yesterday"}, "timestamp"),
         ({"content": "x", "metadata": {"nested": {"a": 1}}}, "metadata"),
+        ({"content": "x", "metadata": {"long": "v" * 1025}}, "metadata.long"),
         ({"content": "x", "unknown_field": 1}, "unknown_field"),
         ({"content": "x" * 16_001}, "content"),
     ],

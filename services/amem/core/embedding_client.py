@@ -1,6 +1,6 @@
 """Client adapter for the embedding service: owns its channel, retries UNAVAILABLE with
-backoff (gRPC's own retry policy), puts a deadline on every call and turns status codes into
-domain errors."""
+backoff (gRPC's own retry policy), puts a deadline on every call, stops calling for a while
+when the service keeps failing (a circuit breaker) and turns status codes into domain errors."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from amem.core import tracing
+from amem.core.breaker import Breaker
 from amem.core.errors import from_grpc_code
 from amem.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 
@@ -48,6 +49,7 @@ class EmbedResult:
 class EmbeddingClient:
     def __init__(self, target: str, *, timeout_s: float = 10.0) -> None:
         self._timeout = timeout_s
+        self._breaker = Breaker("embedding")
         self._channel = grpc.aio.insecure_channel(
             target,
             options=[
@@ -63,13 +65,14 @@ class EmbeddingClient:
     async def embed(self, texts: Sequence[str], *, background: bool = False) -> EmbedResult:
         """Vectors for `texts`; `background` for work nobody waits on (served after the rest)."""
         priority = embedding_pb2.PRIORITY_BACKGROUND if background else 0
-        try:
-            reply = await self._stub.Embed(
-                embedding_pb2.EmbedRequest(texts=list(texts), priority=priority),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise from_grpc_code(exc.code(), exc.details(), peer="embedding service") from exc
+        with self._breaker.guard():
+            try:
+                reply = await self._stub.Embed(
+                    embedding_pb2.EmbedRequest(texts=list(texts), priority=priority),
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise from_grpc_code(exc.code(), exc.details(), peer="embedding service") from exc
         return EmbedResult(
             vectors=[list(e.values) for e in reply.embeddings],
             truncated=[e.truncated for e in reply.embeddings],

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import grpc
 
 from amem.core import tracing
+from amem.core.breaker import Breaker
 from amem.core.errors import from_grpc_code
 from amem.evolution.v1 import evolution_pb2, evolution_pb2_grpc
 
@@ -35,6 +36,7 @@ _SERVICE_CONFIG = json.dumps(
 class EvolutionClient:
     def __init__(self, target: str, *, timeout_s: float = 5.0) -> None:
         self._timeout = timeout_s
+        self._breaker = Breaker("evolution")
         self._channel = grpc.aio.insecure_channel(
             target,
             options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)],
@@ -43,13 +45,15 @@ class EvolutionClient:
         self._stub = evolution_pb2_grpc.EvolutionServiceStub(self._channel)
 
     async def notify(self, tenant: str, note_ids: Sequence[str]) -> int:
-        try:
-            reply = await self._stub.Notify(
-                evolution_pb2.NotifyRequest(tenant=tenant, note_ids=list(note_ids)),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise from_grpc_code(exc.code(), exc.details(), peer="evolution service") from exc
+        # Behind a breaker: a hung evolution service must not add its deadline to every write.
+        with self._breaker.guard():
+            try:
+                reply = await self._stub.Notify(
+                    evolution_pb2.NotifyRequest(tenant=tenant, note_ids=list(note_ids)),
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise from_grpc_code(exc.code(), exc.details(), peer="evolution service") from exc
         return reply.owner
 
     async def revert(self, tenant: str, note_id: str, entry_id: str, *, timeout_s: float) -> str:

@@ -15,6 +15,7 @@ the value round-trips exactly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -33,6 +34,7 @@ from chromadb.errors import ChromaError, NotFoundError
 from prometheus_client import Histogram
 
 from amem.core import tracing
+from amem.core.breaker import Breaker
 from amem.core.errors import InvalidArgument, NotFound, Unavailable
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote
 
@@ -49,7 +51,8 @@ _M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
 
 CHROMA_SECONDS = Histogram(
     "amem_chromadb_request_seconds",
-    "ChromaDB call latency, by operation and outcome (ok, timeout, unreachable, http_<code>).",
+    "ChromaDB call latency, by operation and outcome (ok, timeout, unreachable, http_<code>, "
+    "circuit_open, error).",
     ["op", "outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
@@ -158,34 +161,53 @@ def _recollect(method: _M) -> _M:
     return wrapper  # type: ignore[return-value]
 
 
+def _translate(exc: Exception, timeout_s: float | None) -> tuple[str, Exception] | None:
+    """The outcome label and the domain error for a failed Chroma call (None: not Chroma's)."""
+    if isinstance(exc, TimeoutError):
+        return "timeout", Unavailable(f"chromadb did not answer within {timeout_s}s")
+    if isinstance(exc, httpx.TransportError | ConnectionError):
+        return "unreachable", Unavailable(f"chromadb is unreachable: {type(exc).__name__}")
+    if isinstance(exc, NotFoundError) and "collection" in exc.message().lower():
+        return "http_404", _CollectionGone(f"chromadb lost a collection: {exc.message()}")
+    if isinstance(exc, ChromaError):
+        if exc.code() >= 500:
+            return f"http_{exc.code()}", Unavailable(f"chromadb failed: {exc.message()}")
+        return f"http_{exc.code()}", InvalidArgument(
+            f"chromadb refused the request: {exc.message()}"
+        )
+    return None
+
+
 @asynccontextmanager
-async def _chroma_errors(op: str, timeout_s: float | None) -> AsyncIterator[None]:
+async def _chroma_errors(
+    op: str, timeout_s: float | None, breaker: Breaker | None
+) -> AsyncIterator[None]:
     """Bound a Chroma call in time, trace and time it, and turn the client's failures into
-    domain errors."""
+    domain errors; `breaker` (if any) refuses the call while ChromaDB keeps failing."""
     started = time.perf_counter()
     outcome = "ok"
     try:
-        with tracing.span(f"chromadb {op}", **{"db.system": "chromadb", "db.operation": op}):
-            async with asyncio.timeout(timeout_s):
-                yield
-    except TimeoutError as exc:
-        outcome = "timeout"
-        raise Unavailable(f"chromadb did not answer within {timeout_s}s") from exc
-    except (httpx.TransportError, ConnectionError) as exc:
-        outcome = "unreachable"
-        raise Unavailable(f"chromadb is unreachable: {type(exc).__name__}") from exc
-    except NotFoundError as exc:
-        outcome = "http_404"
-        if "collection" in exc.message().lower():
-            raise _CollectionGone(f"chromadb lost a collection: {exc.message()}") from exc
-        raise InvalidArgument(f"chromadb refused the request: {exc.message()}") from exc
-    except ChromaError as exc:
-        outcome = f"http_{exc.code()}"
-        if exc.code() >= 500:
-            raise Unavailable(f"chromadb failed: {exc.message()}") from exc
-        raise InvalidArgument(f"chromadb refused the request: {exc.message()}") from exc
+        with (
+            breaker.guard() if breaker else contextlib.nullcontext(),
+            tracing.span(f"chromadb {op}", **{"db.system": "chromadb", "db.operation": op}),
+        ):
+            try:
+                async with asyncio.timeout(timeout_s):
+                    yield
+            except Exception as exc:
+                # Translated inside the breaker, so that what it counts is the domain error.
+                translated = _translate(exc, timeout_s)
+                if translated is None:
+                    raise
+                outcome, error = translated
+                raise error from exc
+    except Unavailable as exc:
+        if exc.__cause__ is None:
+            outcome = "circuit_open"  # refused by the breaker without a call
+        raise
     except BaseException:
-        outcome = "error"
+        if outcome == "ok":
+            outcome = "error"
         raise
     finally:
         CHROMA_SECONDS.labels(op, outcome).observe(time.perf_counter() - started)
@@ -198,6 +220,13 @@ class NoteStore:
         self, host: str, port: int, *, timeout_s: float = 10.0, collection_prefix: str = "amem-"
     ) -> None:
         self._timeout = timeout_s
+        self._breaker = Breaker(
+            "chromadb",
+            # A vanished collection is ChromaDB working, not failing.
+            counts=lambda exc: (
+                isinstance(exc, Unavailable) and not isinstance(exc, _CollectionGone)
+            ),
+        )
         self._host = host
         self._port = port
         self._prefix = collection_prefix
@@ -206,7 +235,7 @@ class NoteStore:
         self._lock = asyncio.Lock()
 
     def _call(self, op: str) -> AbstractAsyncContextManager[None]:
-        return _chroma_errors(op, self._timeout)
+        return _chroma_errors(op, self._timeout, self._breaker)
 
     async def _get_client(self) -> AsyncClientAPI:
         # Connect lazily: the gateway may start before ChromaDB is up (readiness covers that).
@@ -236,7 +265,8 @@ class NoteStore:
 
     async def heartbeat(self) -> None:
         client = await self._get_client()
-        async with self._call("heartbeat"):
+        # Past the breaker: readiness must see ChromaDB as it is, not as the breaker last saw it.
+        async with _chroma_errors("heartbeat", self._timeout, None):
             await client.heartbeat()
 
     @_recollect

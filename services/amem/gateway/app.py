@@ -70,6 +70,8 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
             yield
         finally:
             await access.close()
+            if isinstance(hook, NotifyEvolution):
+                await hook.close()
             await lexical.close()
             if evolution_client:
                 await evolution_client.close()

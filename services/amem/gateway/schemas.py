@@ -30,10 +30,13 @@ Category = Annotated[str, StringConstraints(max_length=100)]
 Principal = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 NoteId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Metadata = Annotated[
-    dict[MetadataKey, Annotated[MetadataValue, Field(union_mode="left_to_right")]],
-    Field(max_length=32),
+MAX_METADATA_CHARS = 1_024
+# The JSON scalars of `MetadataValue`, with strings bounded like every other input.
+MetadataScalar = Annotated[
+    Annotated[str, StringConstraints(max_length=MAX_METADATA_CHARS)] | int | float | bool | None,
+    Field(union_mode="left_to_right"),
 ]
+Metadata = Annotated[dict[MetadataKey, MetadataScalar], Field(max_length=32)]
 
 
 class _Strict(BaseModel):

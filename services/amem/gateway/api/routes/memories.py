@@ -33,6 +33,7 @@ from amem.gateway.schemas import (
 
 _ERRORS = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key"},
+    413: {"model": ErrorBody, "description": "Request body or batch over the limit"},
     422: {"model": ErrorBody, "description": "Invalid request"},
     503: {
         "model": ErrorBody,
