@@ -39,6 +39,7 @@ def main(url: str, key: str, out_path: str) -> None:
                     record |= {"id": r.json()["id"], "content": content}
                 else:
                     record |= {"body": r.text[:300], "retry_after": r.headers.get("retry-after")}
+                    time.sleep(0.05)
             except httpx.TransportError as exc:
                 record["error"] = type(exc).__name__
                 time.sleep(0.05)

@@ -48,6 +48,8 @@ def fstack(tmp_path_factory) -> Iterator[LocalStack]:
             "AMEM_EVOLUTION_EMBEDDING_TIMEOUT_S": str(DEADLINE_S),
             "AMEM_EVOLUTION_CHROMA_TIMEOUT_S": str(DEADLINE_S),
             "AMEM_EVOLUTION_SCAN_INTERVAL_S": "1",
+            # Fast 503s make the load loop fast; the rate limit is tested elsewhere.
+            "AMEM_RATE_LIMIT": "",
         },
     )
     try:

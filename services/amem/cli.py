@@ -196,6 +196,57 @@ async def _import(args: argparse.Namespace, store: NoteStore) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    """The admin API, over HTTP, with the admin key from AMEM_ADMIN_KEY."""
+    import httpx
+
+    admin_key = os.environ.get("AMEM_ADMIN_KEY")
+    if not admin_key:
+        print("amem: set AMEM_ADMIN_KEY to an admin key", file=sys.stderr)
+        return 2
+    base = args.url.rstrip("/") + "/v1/admin/keys"
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    if args.action == "create":
+        body = {"tenant": args.tenant, "name": args.name or ""}
+        if args.expires_in:
+            body["expires_in_s"] = args.expires_in
+        request = ("POST", base, body, None)
+    elif args.action == "list":
+        params = {"include_revoked": str(args.all).lower()}
+        if args.tenant:
+            params["tenant"] = args.tenant
+        request = ("GET", base, None, params)
+    elif args.action == "rotate":
+        request = ("POST", f"{base}/{args.key_id}:rotate", {"grace_s": args.grace}, None)
+    else:
+        request = ("DELETE", f"{base}/{args.key_id}", None, None)
+    method, url, body, params = request
+    try:
+        r = httpx.request(method, url, json=body, params=params, headers=headers, timeout=30)
+    except httpx.TransportError as exc:
+        print(f"amem: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if r.status_code >= 400:
+        print(f"amem: {r.status_code} {r.json().get('message', r.text)}", file=sys.stderr)
+        return 1
+    data = r.json()
+    if args.action == "list":
+        for key in data["keys"]:
+            if key["revoked_at"]:
+                ends = f"revoked {key['revoked_at']}"
+            elif key["expires_at"]:
+                ends = f"expires {key['expires_at']}"
+            else:
+                ends = "no expiry"
+            print(f"{key['id']}  {key['tenant']}  {key['name'] or '-'}  {ends}")
+    elif "key" in data:
+        print(f"{data['id']} for tenant {data['tenant']}; the key, shown once:", file=sys.stderr)
+        print(data["key"])
+    else:
+        print(f"{data['id']} revoked")
+    return 0
+
+
 def _file(value: str) -> Path:
     path = Path(value)
     if not path.is_file():
@@ -249,9 +300,26 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AMEM_EMBEDDING_TARGET"),
         help="embedding service (host:port) for lines without an embedding",
     )
+    p = sub.add_parser("keys", help="manage tenants' API keys (admin key in AMEM_ADMIN_KEY)")
+    p.add_argument("--url", default=os.environ.get("AMEM_URL", "http://127.0.0.1:8080"))
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("create", help="a new key for a tenant (printed once)")
+    a.add_argument("--tenant", required=True, type=_tenant)
+    a.add_argument("--name", help="what the key is for")
+    a.add_argument("--expires-in", type=int, metavar="SECONDS")
+    a = actions.add_parser("list", help="keys (never the keys themselves)")
+    a.add_argument("--tenant", type=_tenant)
+    a.add_argument("--all", action="store_true", help="include revoked keys")
+    a = actions.add_parser("rotate", help="a new key; the old one works for --grace seconds")
+    a.add_argument("key_id")
+    a.add_argument("--grace", type=int, default=3600, metavar="SECONDS")
+    a = actions.add_parser("revoke", help="stop a key working")
+    a.add_argument("key_id")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
+    if args.command == "keys":
+        return _keys(args)
     if args.command == "backups":
         return _main_async(_backups(args))
     command = {"backup": _backup, "restore": _restore, "export": _export, "import": _import}

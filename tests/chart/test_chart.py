@@ -368,3 +368,20 @@ def test_backup_without_a_destination_fails():
     result = helm("template", "amem", str(CHART), "--set", "backup.enabled=true", check=False)
     assert result.returncode != 0
     assert "backup.destination" in result.stderr
+
+
+def test_admin_keys_reach_the_gateway_from_the_secret_only():
+    docs = rendered("ingress-tls-values")
+    secret = by_kind(docs, "Secret")["amem"]
+    admin = json.loads(base64.b64decode(secret["data"]["admin-api-keys.json"]))
+    assert admin == ["sha256:9b74c9897bac770ffc029102a200c5de0e7c4e6f4f6e7c2b3b0e1f2a3b4c5d6e"]
+    pod = pod_specs(docs)["amem-gateway"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["AMEM_ADMIN_API_KEYS_FILE"] == "/etc/amem/admin/admin-api-keys.json"
+    volume = next(v for v in pod["volumes"] if v["name"] == "admin-keys")["secret"]
+    assert volume["optional"] is True
+    assert volume["items"] == [{"key": "admin-api-keys.json", "path": "admin-api-keys.json"}]
+    config = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
+    assert config["AMEM_RATE_LIMIT"] == "100/second"
+    # No admin keys: nothing in the Secret, and the gateway's admin API stays off.
+    assert "admin-api-keys.json" not in by_kind(rendered("defaults"), "Secret")["amem"]["data"]

@@ -124,7 +124,7 @@ checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256
 
 {{/* Contradictory values fail the install with a message. */}}
 {{- define "amem.validate" -}}
-{{- if and .Values.secrets.existingSecret (or .Values.secrets.apiKeys .Values.secrets.llmApiKey .Values.secrets.generateDefaultKey) }}
+{{- if and .Values.secrets.existingSecret (or .Values.secrets.apiKeys .Values.secrets.llmApiKey .Values.secrets.generateDefaultKey .Values.secrets.adminApiKeys) }}
 {{- fail "secrets.existingSecret is set: leave secrets.apiKeys and secrets.llmApiKey empty and secrets.generateDefaultKey false (the keys come from the existing Secret)" }}
 {{- end }}
 {{- if and .Values.embedding.gpu.enabled (ne .Values.embedding.image.variant "cuda") }}

@@ -161,7 +161,11 @@ def run(
         dev_api_key=None,
         log_dir=workdir / "logs",
         evolution=evolution,
-        extra_env={"AMEM_API_KEYS": json.dumps(keys), "AMEM_MAX_WAIT_S": "60"},
+        extra_env={
+            "AMEM_API_KEYS": json.dumps(keys),
+            "AMEM_MAX_WAIT_S": "60",
+            "AMEM_RATE_LIMIT": "",
+        },
     )
     timings: dict[str, float] = {}
     results: dict[str, dict[str, Any]] = {}

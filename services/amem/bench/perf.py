@@ -389,7 +389,8 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
         gateway_port=free_port(),
         dev_api_key=None,
         log_dir=workdir / "logs",
-        extra_env={"AMEM_API_KEYS": json.dumps(keys)},
+        # The benchmark measures the service, not the per-key rate limit.
+        extra_env={"AMEM_API_KEYS": json.dumps(keys), "AMEM_RATE_LIMIT": ""},
     )
     stack.start()
     result: dict[str, Any] = {}
@@ -427,7 +428,8 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
         dev_api_key=None,
         log_dir=workdir / "logs-bare",
         evolution=False,
-        extra_env={"AMEM_API_KEYS": json.dumps(keys)},
+        # The benchmark measures the service, not the per-key rate limit.
+        extra_env={"AMEM_API_KEYS": json.dumps(keys), "AMEM_RATE_LIMIT": ""},
     )
     bare.start()
     try:

@@ -87,7 +87,7 @@ def main() -> int:
         dev_api_key=None,
         log_dir=workdir / "logs",
         evolution=False,
-        extra_env={"AMEM_API_KEYS": json.dumps({SEARCH_TENANT: key})},
+        extra_env={"AMEM_API_KEYS": json.dumps({SEARCH_TENANT: key}), "AMEM_RATE_LIMIT": ""},
     )
     stack.start()
     try:

@@ -43,6 +43,20 @@ class Unauthenticated(AmemError):
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class PermissionDenied(AmemError):
+    code = "permission_denied"
+    http_status = 403
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class RateLimited(AmemError):
+    """Too many requests for this key; retry after `retry_after` seconds."""
+
+    code = "rate_limited"
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class NotFound(AmemError):
     code = "not_found"
     http_status = 404
@@ -75,6 +89,7 @@ _BY_GRPC_CODE: dict[grpc.StatusCode, type[AmemError]] = {
     grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
     grpc.StatusCode.RESOURCE_EXHAUSTED: PayloadTooLarge,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.ABORTED: Conflict,
     grpc.StatusCode.ALREADY_EXISTS: Conflict,

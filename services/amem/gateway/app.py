@@ -16,11 +16,12 @@ from amem.core.evolution_client import EvolutionClient
 from amem.core.store import NoteStore
 from amem.gateway import errors
 from amem.gateway.access import AccessRecorder
-from amem.gateway.api.routes import health, memories
-from amem.gateway.auth import KeyRing
+from amem.gateway.api.routes import admin, health, memories
+from amem.gateway.auth import KeyRing, KeyStore
 from amem.gateway.evolution import EvolutionHook, NoEvolution, NotifyEvolution
 from amem.gateway.lexical import LexicalIndex
 from amem.gateway.limits import BodySizeLimit
+from amem.gateway.ratelimit import RateLimiter
 from amem.gateway.service import MemoryService
 from amem.gateway.settings import GatewaySettings
 
@@ -28,9 +29,17 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None) -> FastAPI:
-    keyring = KeyRing(settings.all_api_keys())  # fails fast on a bad key configuration
-    if not len(keyring):
-        log.warning("no API keys configured: every request will get 401")
+    # Fails fast on a bad key configuration.
+    keyring = KeyRing(
+        settings.all_api_keys(),
+        admin_keys=settings.all_admin_keys(),
+        store=KeyStore(
+            settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
+        ),
+        refresh_s=settings.keys_refresh_s,
+    )
+    if not len(keyring) and not keyring.admin_enabled:
+        log.warning("no API keys configured and no admin key to create any: every request gets 401")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +57,7 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
         hook = evolution or (
             NotifyEvolution(evolution_client) if evolution_client else NoEvolution()
         )
+        keyring.start()
         access = AccessRecorder(store, flush_s=settings.access_flush_s)
         access.start()
         lexical = LexicalIndex(
@@ -69,6 +79,7 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
         try:
             yield
         finally:
+            await keyring.close()
             await access.close()
             if isinstance(hook, NotifyEvolution):
                 await hook.close()
@@ -86,8 +97,10 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
     )
     app.state.settings = settings
     app.state.keyring = keyring
+    app.state.rate_limiter = RateLimiter(settings.rate_limit)
     errors.install(app)
     app.include_router(memories.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     Instrumentator(
         should_group_status_codes=False,

@@ -32,6 +32,14 @@ class GatewaySettings(CommonSettings):
     api_keys_file: Path | None = None
     # A development key for the tenant "dev" (`make run` sets it); never set in production.
     dev_api_key: str | None = None
+    # Admin keys (plain or "sha256:<hex>", a JSON list) for /v1/admin/keys; none: the admin
+    # API is off. Managed keys are reloaded from the store this often.
+    admin_api_keys: list[str] = Field(default_factory=list)
+    # The same list in a mounted file; a missing file means none.
+    admin_api_keys_file: Path | None = None
+    keys_refresh_s: float = Field(default=5.0, gt=0)
+    # Per-key request rate limit(s) in each replica, e.g. "100/second;2000/minute"; "" for none.
+    rate_limit: str = "100/second"
 
     # Hybrid search: reciprocal rank fusion of the dense and BM25 rankings, each asked for
     # max(4k, search_candidates) candidates (at most 4 * max_k). A smaller rrf_k favours the
@@ -60,6 +68,21 @@ class GatewaySettings(CommonSettings):
         if isinstance(value, str):
             return json.loads(value) if value.strip() else {}
         return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parse_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            parse_many(value)  # ValueError names what it could not read
+        return value
+
+    def all_admin_keys(self) -> list[str]:
+        keys = list(self.admin_api_keys)
+        if self.admin_api_keys_file is not None and self.admin_api_keys_file.is_file():
+            keys += json.loads(self.admin_api_keys_file.read_text())
+        return keys
 
     def all_api_keys(self) -> dict[str, list[str]]:
         """Every configured key (plain or sha256:hex) by tenant."""

@@ -22,14 +22,27 @@ def _service(request: Request) -> MemoryService:
     return request.app.state.service
 
 
-def _tenant(
+async def _tenant(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     keyring: KeyRing = request.app.state.keyring
-    return keyring.tenant_for(credentials.credentials if credentials else None)
+    caller = await keyring.caller(credentials.credentials if credentials else None)
+    await request.app.state.rate_limiter.check(caller.key_id)
+    return caller.tenant
+
+
+def _admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> KeyRing:
+    keyring: KeyRing = request.app.state.keyring
+    keyring.check_admin(credentials.credentials if credentials else None)
+    return keyring
 
 
 Settings = Annotated[GatewaySettings, Depends(_settings)]
 Service = Annotated[MemoryService, Depends(_service)]
 Tenant = Annotated[str, Depends(_tenant)]
+# The key ring, for a caller holding an admin key.
+Admin = Annotated[KeyRing, Depends(_admin)]
