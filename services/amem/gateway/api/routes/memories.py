@@ -35,6 +35,7 @@ _ERRORS = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key"},
     413: {"model": ErrorBody, "description": "Request body or batch over the limit"},
     422: {"model": ErrorBody, "description": "Invalid request"},
+    429: {"model": ErrorBody, "description": "Rate limit of this API key; retry after Retry-After"},
     503: {
         "model": ErrorBody,
         "description": "A dependency is unavailable; retry after Retry-After",
