@@ -3,6 +3,7 @@ decision, and every fault, is deterministic."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -264,3 +265,54 @@ def test_conversation_turns_show_construction_the_turn_before(evo, scripted, use
     # Without `conversation`, a batch's memories follow nothing.
     r = evo.post("/v1/memories/batch", json={"memories": [{"content": t} for t in turns]})
     assert [m["follows"] for m in r.json()["memories"]] == [None, None]
+
+
+def test_erasure_scrubs_what_evolution_copied_into_neighbours_and_returns_a_receipt(
+    evo, scripted, user_id
+):
+    neighbour = remember(evo, content="Falcon budget was approved by finance", user_id=user_id)
+    other = remember(evo, content="The cafeteria serves curry on Fridays", user_id=user_id)
+    clean = evo.get(f"/v1/memories/{neighbour['id']}").json()
+    # A private note whose evolution copies its secret into the neighbour...
+    scripted.set(
+        _evolve_towards(
+            "Falcon budget", context="Falcon budget; CEO resigns in May (secret)", tags=["ceo"]
+        )
+    )
+    secret = remember(evo, content="CEO resigns in May, keep quiet", user_id=user_id)
+    # ...and a later note that rewrites the neighbour again, starting from that text.
+    scripted.set(
+        _evolve_towards(
+            "Falcon budget", context="Falcon budget; CEO resigns in May; audit in June", tags=["a"]
+        )
+    )
+    later = remember(evo, content="Audit of Falcon in June", user_id=user_id)
+    tainted = evo.get(f"/v1/memories/{neighbour['id']}").json()
+    assert "CEO" in tainted["context"]
+
+    r = evo.delete(f"/v1/memories/{secret['id']}")
+    assert r.status_code == 200, r.text
+    receipt = r.json()
+    assert receipt["erased"] == [secret["id"]]
+    [line] = receipt["scrubbed"]
+    assert line["memory_id"] == neighbour["id"]
+    assert line["fields"] == ["context", "tags"]
+    history = {e["id"]: e for e in tainted["evolution_history"]}
+    by_secret = [i for i, e in history.items() if e.get("trigger") == secret["id"]]
+    by_later = [i for i, e in history.items() if e.get("trigger") == later["id"]]
+    assert set(line["undone"]) == {*by_secret, *by_later} and line["later"] == by_later
+
+    scrubbed = evo.get(f"/v1/memories/{neighbour['id']}").json()
+    assert scrubbed["context"] == clean["context"] and scrubbed["tags"] == clean["tags"]
+    assert "CEO" not in json.dumps(scrubbed)  # nor in its history
+    assert scrubbed["evolution_history"][-1]["kind"] == "erasure"
+    # An erased entry cannot be reverted back in.
+    r = evo.post(f"/v1/memories/{neighbour['id']}/history/{by_secret[0]}:revert")
+    assert r.status_code == 409
+    # Search no longer finds the neighbour by the erased text, and other notes are untouched.
+    hits = evo.post(
+        "/v1/memories/search",
+        json={"query": "CEO resigns", "k": 5, "filters": {"user_id": user_id}, "mode": "lexical"},
+    )
+    assert neighbour["id"] not in [h["memory"]["id"] for h in hits.json()["results"]]
+    assert evo.get(f"/v1/memories/{other['id']}").json()["context"] == other["context"]

@@ -77,7 +77,7 @@ def test_patch_refuses_null_content_and_unknown_fields(api):
 
 def test_delete_then_404(api):
     note = create(api, content="ephemeral")
-    assert api.delete(f"/v1/memories/{note['id']}").status_code == 204
+    assert api.delete(f"/v1/memories/{note['id']}").status_code == 200
     r = api.get(f"/v1/memories/{note['id']}")
     assert r.status_code == 404
     assert r.json()["error"] == "not_found"
@@ -89,7 +89,9 @@ def test_links_must_exist_and_deletion_unlinks(api):
     b = create(api, content="Falcon's first milestone slipped", links=[a["id"]])
     r = api.post("/v1/memories", json={"content": "dangling", "links": ["no-such-id"]})
     assert r.status_code == 422 and "no-such-id" in r.json()["message"]
-    assert api.delete(f"/v1/memories/{a['id']}").status_code == 204
+    r = api.delete(f"/v1/memories/{a['id']}")
+    assert r.status_code == 200
+    assert r.json()["erased"] == [a["id"]] and r.json()["unlinked"] == [b["id"]]
     assert api.get(f"/v1/memories/{b['id']}").json()["links"] == []
 
 
@@ -139,7 +141,10 @@ def test_erase_a_users_memories(api, user_id):
     assert r.status_code == 422 and "user_id" in r.json()["message"]
     r = api.delete("/v1/memories", params={"user_id": user_id})
     assert r.status_code == 200
-    assert r.json() == {"deleted": 3, "unlinked": 1}
+    body = r.json()
+    assert (body["deleted"], body["unlinked"]) == (3, 1)
+    assert sorted(body["receipt"]["erased"]) == sorted(n["id"] for n in mine)
+    assert body["receipt"]["unlinked"] == [other["id"]] and body["receipt"]["scrubbed"] == []
     for note in mine:
         assert api.get(f"/v1/memories/{note['id']}").status_code == 404
     kept = api.get(f"/v1/memories/{other['id']}").json()

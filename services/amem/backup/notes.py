@@ -3,7 +3,8 @@
 The note format (`amem-notes/1`) is JSON Lines, one note per line: every field of the note
 (`id`, `content`, `keywords`, `links`, `tags`, `context`, `category`, `timestamp`,
 `last_accessed`, `retrieval_count`, `evolution_history`, `user_id`, `agent_id`, `metadata`,
-`follows`, `status`, `status_reason`, `created_at`, `updated_at`, `version`, `plan`), times in
+`follows`, `status`, `status_reason`, `created_at`, `updated_at`, `version`, `plan`,
+`influenced_by`), times in
 ISO 8601, plus `embedding`, the stored vector. Each id appears once. On import only `content`
 is required: a line without `id` gets one derived from its content and timestamp (importing a
 file twice does not duplicate it), and a line without `embedding` is embedded by the embedding

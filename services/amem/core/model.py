@@ -66,6 +66,10 @@ class Note(BaseModel):
     # them is applied, so a restarted worker finishes the same plan instead of asking the LLM
     # again (no note is evolved twice). Internal: not part of the public API.
     plan: dict[str, Any] | None = None
+    # The notes whose evolution rewrote this one (history entries `update_neighbor` name them
+    # as trigger): an index for erasure, which must find and scrub what they left here.
+    # Internal: not part of the public API.
+    influenced_by: list[str] = Field(default_factory=list)
 
     def embedding_text(self) -> str:
         """The text that is embedded: A-MEM enriches the content with the note's attributes."""

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_LIST_FIELDS = ("keywords", "links", "tags")
+_LIST_FIELDS = ("keywords", "links", "tags", "influenced_by")
 _TIME_FIELDS = ("timestamp", "last_accessed", "created_at", "updated_at")
 # Chroma's $or/$in take lists; keep each filter small enough for a quick plan.
 _ID_CHUNK = 100
@@ -463,14 +463,21 @@ class NoteStore:
             for chunk in _chunks(list(ids)):
                 await col.delete(ids=list(chunk))
 
-    @_recollect
     async def linking_to(self, tenant: str, ids: Sequence[str]) -> list[Note]:
         """Notes whose links name any of `ids`."""
+        return await self._naming(tenant, "links", ids)
+
+    async def influenced_by(self, tenant: str, ids: Sequence[str]) -> list[Note]:
+        """Notes that evolution rewrote on behalf of any of `ids`."""
+        return await self._naming(tenant, "influenced_by", ids)
+
+    @_recollect
+    async def _naming(self, tenant: str, field: str, ids: Sequence[str]) -> list[Note]:
         col = await self._collection(tenant)
         found: dict[str, Note] = {}
         async with self._call("get"):
             for chunk in _chunks(list(ids)):
-                where = _conjoin([{"links": {"$contains": i}} for i in chunk], "$or")
+                where = _conjoin([{field: {"$contains": i}} for i in chunk], "$or")
                 got = await col.get(where=where, include=["documents", "metadatas"])
                 for note in _notes(got):
                     found[note.id] = note

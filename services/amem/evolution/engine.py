@@ -200,8 +200,11 @@ class Engine:
         if after == before:
             return
         updated = neighbour.model_copy(update=after)
+        updated.influenced_by = list(dict.fromkeys([*neighbour.influenced_by, plan["trigger"]]))
         _append_history(updated, _history_entry(plan, "update_neighbor", before, after))
-        await self._write(tenant, neighbour, updated, {*_NEIGHBOUR_FIELDS, "evolution_history"})
+        await self._write(
+            tenant, neighbour, updated, {*_NEIGHBOUR_FIELDS, "evolution_history", "influenced_by"}
+        )
 
     def _remember_vector(self, text: str, vector: list[float]) -> None:
         self._vectors[text] = vector
@@ -243,6 +246,8 @@ class Engine:
             raise NotFound(f"history entry {entry_id!r} not found on memory {note_id!r}")
         if entry.get("kind") == "revert":
             raise Conflict("a revert cannot itself be reverted; change the fields with PATCH")
+        if entry.get("erased") or entry.get("kind") == "erasure":
+            raise Conflict("this entry belongs to an erasure and cannot be reverted")
         if any(e.get("reverts") == entry_id for e in note.evolution_history):
             raise Conflict(f"history entry {entry_id!r} was already reverted")
         current = {f: getattr(note, f) for f in entry["after"]}

@@ -13,9 +13,16 @@ from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcno
 from amem.core.store import NoteStore
 from amem.gateway.access import AccessRecorder
 from amem.gateway.commit import GroupCommit
+from amem.gateway.erasure import scrub
 from amem.gateway.evolution import EvolutionHook
 from amem.gateway.lexical import LexicalIndex
-from amem.gateway.schemas import MemoryCreate, MemoryUpdate, SearchMode
+from amem.gateway.schemas import (
+    ErasureReceipt,
+    MemoryCreate,
+    MemoryUpdate,
+    ScrubbedMemory,
+    SearchMode,
+)
 
 
 class MemoryService:
@@ -143,18 +150,57 @@ class MemoryService:
             await self._evolution.notes_changed(tenant, [note_id])
         return updated, truncated
 
-    async def delete(self, tenant: str, note_id: str) -> None:
+    async def delete(self, tenant: str, note_id: str) -> ErasureReceipt:
         await self._store.get(tenant, note_id)  # 404 for an unknown id
-        await self._store.delete(tenant, [note_id])
-        await self._unindex(tenant, [note_id])
-        await self._unlink(tenant, [note_id])
+        return await self._erase_ids(tenant, [note_id])
 
-    async def erase(self, tenant: str, flt: NoteFilter) -> tuple[int, int]:
-        """Delete every note matching a scoped filter; returns (deleted, unlinked)."""
-        ids = await self._store.ids_where(tenant, flt)
+    async def erase(self, tenant: str, flt: NoteFilter) -> ErasureReceipt:
+        """Delete every note matching a scoped filter."""
+        return await self._erase_ids(tenant, await self._store.ids_where(tenant, flt))
+
+    async def _erase_ids(self, tenant: str, ids: Sequence[str]) -> ErasureReceipt:
+        """Delete `ids`, then unlink them and scrub what their evolution wrote elsewhere
+        (erasure.py). If the gateway dies between the delete and the scrub, the neighbours'
+        `influenced_by` still names the deleted ids, but nothing retries the scrub yet (see the
+        README's notes)."""
+        at = utcnow()
         await self._store.delete(tenant, ids)
         await self._unindex(tenant, ids)
-        return len(ids), await self._unlink(tenant, ids)
+        unlinked = await self._unlink(tenant, ids)
+        scrubbed = await self._scrub(tenant, ids)
+        return ErasureReceipt(
+            erased=list(ids),
+            unlinked=unlinked,
+            scrubbed=[ScrubbedMemory(**line) for line in scrubbed],
+            at=at,
+        )
+
+    async def _scrub(self, tenant: str, ids: Sequence[str]) -> list[dict]:
+        gone = set(ids)
+        if not gone:
+            return []
+        changed: list[Note] = []
+        lines: list[dict] = []
+        for note in await self._store.influenced_by(tenant, list(gone)):
+            if note.id in gone:
+                continue
+            result = scrub(note, gone)
+            if result is None:
+                continue
+            updated, line = result
+            updated.version = note.version + 1
+            updated.updated_at = utcnow()
+            changed.append(updated)
+            lines.append(line)
+        if not changed:
+            return []
+        # Context and tags are embedded: re-embed what changed, in one call.
+        texts = [n.embedding_text() for n in changed]
+        vectors = (await self._embedder.embed(texts)).vectors
+        fields = {"context", "tags", "evolution_history", "influenced_by", "version", "updated_at"}
+        await self._store.update_fields(tenant, changed, fields, embeddings=vectors)
+        await self._index(tenant, changed)
+        return lines
 
     async def search(
         self,
@@ -245,9 +291,10 @@ class MemoryService:
         if missing:
             raise InvalidArgument(f"links name memories that do not exist: {', '.join(missing)}")
 
-    async def _unlink(self, tenant: str, ids: Sequence[str]) -> int:
+    async def _unlink(self, tenant: str, ids: Sequence[str]) -> list[str]:
+        """Remove `ids` from other notes' links; returns the notes changed."""
         if not ids:
-            return 0
+            return []
         gone = set(ids)
         linking = [n for n in await self._store.linking_to(tenant, ids) if n.id not in gone]
         now = utcnow()
@@ -256,4 +303,4 @@ class MemoryService:
             note.version += 1
             note.updated_at = now
         await self._store.update_fields(tenant, linking, {"links", "version", "updated_at"})
-        return len(linking)
+        return [n.id for n in linking]

@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, status
 
 from amem.core.errors import InvalidArgument, PayloadTooLarge
 from amem.core.model import EvolutionStatus, NoteFilter
 from amem.gateway.api.deps import Service, Settings, Tenant
 from amem.gateway.schemas import (
     EraseResponse,
+    ErasureReceipt,
     ErrorBody,
     HistoryResponse,
     LinkedMemory,
@@ -175,8 +176,10 @@ async def erase_memories(
     """Erase every memory of a user (and/or agent). Refuses to run without a scope."""
     if user_id is None and agent_id is None:
         raise InvalidArgument("give user_id and/or agent_id: erasing a whole tenant is refused")
-    deleted, unlinked = await service.erase(tenant, NoteFilter(user_id=user_id, agent_id=agent_id))
-    return EraseResponse(deleted=deleted, unlinked=unlinked)
+    receipt = await service.erase(tenant, NoteFilter(user_id=user_id, agent_id=agent_id))
+    return EraseResponse(
+        deleted=len(receipt.erased), unlinked=len(receipt.unlinked), receipt=receipt
+    )
 
 
 @router.post("/search", operation_id="search_memories")
@@ -216,16 +219,11 @@ async def update_memory(
     return _written(note, truncated)
 
 
-@router.delete(
-    "/{memory_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    operation_id="delete_memory",
-    responses=_NOT_FOUND,
-)
-async def delete_memory(memory_id: str, tenant: Tenant, service: Service) -> Response:
-    """Delete a memory and remove it from other memories' links."""
-    await service.delete(tenant, memory_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{memory_id}", operation_id="delete_memory", responses=_NOT_FOUND)
+async def delete_memory(memory_id: str, tenant: Tenant, service: Service) -> ErasureReceipt:
+    """Delete a memory, remove it from other memories' links, and undo what its evolution
+    wrote into other memories; the receipt lists every memory changed."""
+    return await service.delete(tenant, memory_id)
 
 
 @router.get("/{memory_id}/links", operation_id="get_memory_links", responses=_NOT_FOUND)
