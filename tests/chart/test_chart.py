@@ -385,3 +385,15 @@ def test_admin_keys_reach_the_gateway_from_the_secret_only():
     assert config["AMEM_RATE_LIMIT"] == "100/second"
     # No admin keys: nothing in the Secret, and the gateway's admin API stays off.
     assert "admin-api-keys.json" not in by_kind(rendered("defaults"), "Secret")["amem"]["data"]
+
+
+def test_quotas_reach_gateway_and_evolution_alike():
+    config = next(iter(by_kind(rendered("evolution-hpa-values"), "ConfigMap").values()))["data"]
+    expected = {
+        "default": {"notes": 100000, "llm_tokens_per_day": 2000000},
+        "acme": {"llm_tokens_per_day": 10000000},
+    }
+    assert json.loads(config["AMEM_QUOTAS"]) == expected
+    assert json.loads(config["AMEM_EVOLUTION_QUOTAS"]) == expected
+    bad = helm("template", "amem", str(CHART), "--set", "quotas.acme.notes=0", check=False)
+    assert bad.returncode != 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -23,6 +24,10 @@ LLM_ENV = {
     "AMEM_EVOLUTION_LLM_MAX_ATTEMPTS": "3",
     "AMEM_EVOLUTION_SCAN_INTERVAL_S": "1",
 }
+
+# A tenant with a daily LLM budget: the scripted LLM reports 120 tokens per call.
+KEY_BUDGET = "key-tenant-budget-" + uuid.uuid4().hex
+BUDGET = 300
 
 _OFFERED = re.compile(r"^\[([^\]]+)\] (.*)$", re.MULTILINE)
 
@@ -58,7 +63,8 @@ def _reset_responder(scripted: ScriptedLLM) -> None:
 @pytest.fixture(scope="session")
 def evo_stack(stack, scripted, tmp_path_factory) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("evo")
-    keys = {"tenant-a": KEY_A, "tenant-b": KEY_B}
+    keys = {"tenant-a": KEY_A, "tenant-b": KEY_B, "tenant-budget": KEY_BUDGET}
+    quotas = json.dumps({"tenant-budget": {"llm_tokens_per_day": BUDGET}})
     s = LocalStack(
         data_dir=root / "data",
         gateway_port=free_port(),
@@ -69,6 +75,8 @@ def evo_stack(stack, scripted, tmp_path_factory) -> Iterator[LocalStack]:
         extra_env={
             "AMEM_API_KEYS": json.dumps(keys),
             "AMEM_EVOLUTION_LLM_BASE_URL": scripted.url,
+            "AMEM_QUOTAS": quotas,
+            "AMEM_EVOLUTION_QUOTAS": quotas,
             **LLM_ENV,
         },
     )

@@ -316,3 +316,27 @@ def test_erasure_scrubs_what_evolution_copied_into_neighbours_and_returns_a_rece
     )
     assert neighbour["id"] not in [h["memory"]["id"] for h in hits.json()["results"]]
     assert evo.get(f"/v1/memories/{other['id']}").json()["context"] == other["context"]
+
+
+def test_a_spent_llm_budget_defers_evolution_but_keeps_notes_stored_and_searchable(evo_stack):
+    from tests.conftest import client_for
+    from tests.evolution.conftest import BUDGET, KEY_BUDGET
+
+    with client_for(evo_stack, KEY_BUDGET) as api:
+        spent = [remember(api, content=f"Budgeted memory {i} about the orchard") for i in range(2)]
+        assert all(n["status"] == "done" for n in spent)
+        usage = api.get("/v1/usage").json()
+        assert usage["llm_tokens"] >= BUDGET and usage["llm_tokens_per_day"] == BUDGET
+        # The budget is spent: the next note is stored and searchable, but not evolved.
+        r = api.post("/v1/memories", json={"content": "Pears ripen in the orchard in September"})
+        assert r.status_code == 201
+        late = r.json()
+        deadline = time.monotonic() + 30
+        while "budget" not in (api.get(f"/v1/memories/{late['id']}").json()["status_reason"] or ""):
+            assert time.monotonic() < deadline, "the note was never marked deferred"
+            time.sleep(0.2)
+        note = api.get(f"/v1/memories/{late['id']}").json()
+        assert note["status"] == "pending" and "resumes after" in note["status_reason"]
+        hits = api.post("/v1/memories/search", json={"query": "when do pears ripen", "k": 1})
+        assert hits.json()["results"][0]["memory"]["id"] == late["id"]
+        assert api.get("/v1/usage").json()["llm_tokens"] == usage["llm_tokens"]  # no more spent

@@ -31,6 +31,7 @@ def replicas(stack: LocalStack, tmp_path_factory) -> Iterator[tuple[LocalStack, 
         "AMEM_ADMIN_API_KEYS": json.dumps([ADMIN]),
         "AMEM_KEYS_REFRESH_S": "1",
         "AMEM_RATE_LIMIT": f"{RATE}/second",
+        "AMEM_QUOTAS": json.dumps({"small": {"notes": 3}}),
     }
     first = LocalStack(
         data_dir=root / "one",
@@ -189,3 +190,19 @@ def test_the_keys_cli(replicas) -> None:
     denied = amem("list", admin=KEY_A)
     assert denied.returncode == 1 and "403" in denied.stderr
     assert amem("list", admin=None).returncode == 2
+
+
+def test_a_tenant_cannot_hold_more_notes_than_its_quota(replicas) -> None:
+    one, _ = replicas
+    with _as(one, _create(one, "small")["key"]) as c:
+        for i in range(2):
+            assert c.post("/v1/memories", json={"content": f"note {i}"}).status_code == 201
+        batch = {"memories": [{"content": "x"}, {"content": "y"}]}
+        r = c.post("/v1/memories/batch", json=batch)
+        assert r.status_code == 403 and r.json()["error"] == "quota_exceeded"
+        assert "quota of 3" in r.json()["message"]
+        assert c.post("/v1/memories", json={"content": "the third"}).status_code == 201
+        assert c.post("/v1/memories", json={"content": "a fourth"}).status_code == 403
+        usage = c.get("/v1/usage").json()
+        assert (usage["notes"], usage["notes_quota"]) == (3, 3)
+        assert usage["llm_tokens_per_day"] is None

@@ -49,6 +49,14 @@ class PermissionDenied(AmemError):
     grpc_code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class QuotaExceeded(AmemError):
+    """The tenant's quota does not allow this; waiting will not help."""
+
+    code = "quota_exceeded"
+    http_status = 403
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class RateLimited(AmemError):
     """Too many requests for this key; retry after `retry_after` seconds."""
 

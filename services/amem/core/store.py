@@ -493,3 +493,38 @@ def _notes(got: Any) -> list[Note]:
         from_record(i, d, m)
         for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
     ]
+
+
+class SystemCollection:
+    """A small ChromaDB collection of amem's own records (API keys, usage counters): ids and
+    metadata, a placeholder vector each, nothing searched. Named `amemsys-*`, outside the
+    tenants' `amem-*` namespace."""
+
+    def __init__(self, name: str, host: str, port: int, *, timeout_s: float = 10.0) -> None:
+        self._name = name
+        self._host, self._port, self._timeout = host, port, timeout_s
+        self._client: AsyncClientAPI | None = None
+
+    async def _collection(self) -> AsyncCollection:
+        async with _chroma_errors("get_or_create_collection", self._timeout, None):
+            if self._client is None:
+                self._client = await chromadb.AsyncHttpClient(
+                    host=self._host, port=self._port, settings=Settings(anonymized_telemetry=False)
+                )
+            return await self._client.get_or_create_collection(self._name, embedding_function=None)
+
+    async def get(self, ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Metadata by id: of `ids` (those that exist), or of every record."""
+        col = await self._collection()
+        async with _chroma_errors("get", self._timeout, None):
+            got = await col.get(ids=list(ids) if ids is not None else None, include=["metadatas"])
+        return dict(zip(got["ids"], got["metadatas"], strict=True))
+
+    async def put(self, records: dict[str, dict[str, Any]]) -> None:
+        col = await self._collection()
+        async with _chroma_errors("upsert", self._timeout, None):
+            await col.upsert(
+                ids=list(records),
+                embeddings=[[0.0]] * len(records),
+                metadatas=list(records.values()),
+            )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from prometheus_client import Counter
@@ -26,6 +27,7 @@ from prometheus_client import Counter
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import Conflict, NotFound
 from amem.core.model import EvolutionStatus, Note, NoteFilter, utcnow
+from amem.core.quotas import Quotas, UsageStore, next_day_start, today
 from amem.core.store import NoteStore
 from amem.evolution.brain import Brain
 from amem.evolution.llm import LLMError, Usage
@@ -67,12 +69,24 @@ def _append_history(note: Note, entry: dict[str, Any]) -> None:
 
 class Engine:
     def __init__(
-        self, store: NoteStore, embedder: EmbeddingClient, brain: Brain, *, neighbours: int
+        self,
+        store: NoteStore,
+        embedder: EmbeddingClient,
+        brain: Brain,
+        *,
+        neighbours: int,
+        quotas: Quotas | None = None,
+        usage: UsageStore | None = None,
     ) -> None:
+        """`quotas` and `usage` (given for an LLM brain) enforce each tenant's daily token
+        budget: over it, notes stay pending until the next UTC day (core/quotas.py)."""
         self._store = store
         self._embedder = embedder
         self._brain = brain
         self._k = neighbours
+        self._quotas = quotas
+        self._usage = usage
+        self._paused: dict[str, date] = {}  # tenants whose budget for that day is spent
         # Vectors of embedding texts computed while deciding, for the write that follows.
         self._vectors: dict[str, list[float]] = {}
 
@@ -85,10 +99,33 @@ class Engine:
         else:
             if note.status is not EvolutionStatus.PENDING:
                 outcome = "skipped"
+            elif reason := await self._over_budget(tenant):
+                if note.status_reason != reason:
+                    deferred = note.model_copy(update={"status_reason": reason})
+                    await self._write(tenant, note, deferred, {"status_reason"})
+                outcome = "deferred"
             else:
                 outcome = await self._evolve(tenant, note)
         OUTCOMES.labels(outcome).inc()
         return outcome
+
+    async def _over_budget(self, tenant: str) -> str | None:
+        """Why `tenant` may not spend LLM tokens today, or None."""
+        if self._quotas is None or self._usage is None:
+            return None
+        budget = self._quotas.for_tenant(tenant).llm_tokens_per_day
+        if budget is None:
+            return None
+        day = today()
+        spent = await self._usage.tokens(tenant, day)
+        if spent < budget:
+            self._paused.pop(tenant, None)
+            return None
+        self._paused[tenant] = day
+        return (
+            f"deferred: the LLM budget of {budget} tokens for {day.isoformat()} is spent; "
+            f"evolution resumes after {next_day_start(day).isoformat()}"
+        )
 
     async def _evolve(self, tenant: str, note: Note) -> str:
         if note.plan is None:
@@ -140,6 +177,8 @@ class Engine:
                     updates.append(
                         {"id": update.id, "context": update.context, "tags": update.tags}
                     )
+        if self._usage is not None and usage.prompt_tokens + usage.completion_tokens:
+            await self._usage.add(tenant, today(), usage.prompt_tokens + usage.completion_tokens)
         return {
             "id": str(uuid.uuid4()),
             "trigger": note.id,
@@ -273,6 +312,8 @@ class Engine:
         return updated
 
     async def pending(self, tenant: str, limit: int) -> list[str]:
+        if self._paused.get(tenant) == today():
+            return []  # its budget is spent: no point in reading its pending notes again today
         return await self._store.ids_where(
             tenant, NoteFilter(status=EvolutionStatus.PENDING), limit=limit
         )

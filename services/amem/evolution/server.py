@@ -14,6 +14,7 @@ from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import InvalidArgument
 from amem.core.evolution_client import EvolutionClient
 from amem.core.grpc_server import create_server, set_serving, wait_for_stop_signal
+from amem.core.quotas import Quotas, UsageStore
 from amem.core.store import NoteStore
 from amem.evolution.brain import Brain, LLMBrain, OfflineBrain
 from amem.evolution.engine import Engine
@@ -84,7 +85,20 @@ async def serve(settings: EvolutionSettings) -> None:
         settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
     )
     embedder = EmbeddingClient(settings.embedding_target, timeout_s=settings.embedding_timeout_s)
-    engine = Engine(store, embedder, make_brain(settings, embedder), neighbours=settings.neighbours)
+    brain = make_brain(settings, embedder)
+    budgeted = isinstance(brain, LLMBrain)  # the offline backend spends no tokens
+    engine = Engine(
+        store,
+        embedder,
+        brain,
+        neighbours=settings.neighbours,
+        quotas=Quotas.parse(settings.quotas) if budgeted else None,
+        usage=UsageStore(
+            settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
+        )
+        if budgeted
+        else None,
+    )
     scheduler = Scheduler(
         engine,
         membership=membership,

@@ -50,6 +50,16 @@ class EvolutionSettings(CommonSettings):
     neighbours: int = Field(default=5, ge=1, le=20)
     # The offline backend links to neighbours at least this similar (cosine).
     offline_link_threshold: float = Field(default=0.5, ge=-1, le=1)
+    # Per-tenant quotas as JSON (core/quotas.py); evolution enforces `llm_tokens_per_day`.
+    quotas: str = ""
+
+    @field_validator("quotas")
+    @classmethod
+    def _valid_quotas(cls, value: str) -> str:
+        from amem.core.quotas import Quotas
+
+        Quotas.parse(value)  # refuse to start on a bad value
+        return value
 
     # LLM backend.
     llm_backend: LLMBackendName = LLMBackendName.AUTO

@@ -13,10 +13,11 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.evolution_client import EvolutionClient
+from amem.core.quotas import Quotas, UsageStore
 from amem.core.store import NoteStore
 from amem.gateway import errors
 from amem.gateway.access import AccessRecorder
-from amem.gateway.api.routes import admin, health, memories
+from amem.gateway.api.routes import admin, health, memories, usage
 from amem.gateway.auth import KeyRing, KeyStore
 from amem.gateway.evolution import EvolutionHook, NoEvolution, NotifyEvolution
 from amem.gateway.lexical import LexicalIndex
@@ -75,6 +76,10 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
             access=access,
             rrf_k=settings.rrf_k,
             candidates=settings.search_candidates,
+            quotas=Quotas.parse(settings.quotas),
+            usage=UsageStore(
+                settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
+            ),
         )
         try:
             yield
@@ -100,6 +105,7 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     errors.install(app)
     app.include_router(memories.router)
+    app.include_router(usage.router)
     app.include_router(admin.router)
     app.include_router(health.router)
     Instrumentator(

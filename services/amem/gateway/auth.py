@@ -25,13 +25,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import chromadb
-from chromadb.api import AsyncClientAPI
-from chromadb.config import Settings
-
 from amem.core.errors import NotFound, PermissionDenied, Unauthenticated
 from amem.core.model import utcnow
-from amem.core.store import _chroma_errors, from_micros, to_micros
+from amem.core.store import SystemCollection, from_micros, to_micros
 from amem.gateway.settings import TENANT_PATTERN
 
 log = logging.getLogger(__name__)
@@ -91,30 +87,16 @@ class ManagedKey:
 
 
 class KeyStore:
-    """Managed keys in ChromaDB (one record per key, a placeholder vector: nothing is searched)."""
+    """Managed keys in ChromaDB: one record per key, by id."""
 
     def __init__(self, host: str, port: int, *, timeout_s: float = 10.0) -> None:
-        self._host, self._port, self._timeout = host, port, timeout_s
-        self._client: AsyncClientAPI | None = None
-
-    async def _collection(self):
-        async with _chroma_errors("get_or_create_collection", self._timeout, None):
-            if self._client is None:
-                self._client = await chromadb.AsyncHttpClient(
-                    host=self._host, port=self._port, settings=Settings(anonymized_telemetry=False)
-                )
-            return await self._client.get_or_create_collection(_COLLECTION, embedding_function=None)
+        self._records = SystemCollection(_COLLECTION, host, port, timeout_s=timeout_s)
 
     async def all(self) -> list[ManagedKey]:
-        col = await self._collection()
-        async with _chroma_errors("get", self._timeout, None):
-            got = await col.get(include=["metadatas"])
-        return [ManagedKey.of(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)]
+        return [ManagedKey.of(i, m) for i, m in (await self._records.get()).items()]
 
     async def put(self, key: ManagedKey) -> None:
-        col = await self._collection()
-        async with _chroma_errors("upsert", self._timeout, None):
-            await col.upsert(ids=[key.id], embeddings=[[0.0]], metadatas=[key.metadata()])
+        await self._records.put({key.id: key.metadata()})
 
 
 @dataclass(frozen=True)

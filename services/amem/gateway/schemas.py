@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -209,6 +209,16 @@ class LinksResponse(BaseModel):
     root: str
     memories: list[LinkedMemory]
     edges: list[tuple[str, str]] = Field(description="(from, to) pairs between returned memories.")
+
+
+class Usage(BaseModel):
+    """What a tenant holds and has spent today, against its quotas (null: no limit)."""
+
+    notes: int
+    notes_quota: int | None
+    day: date = Field(description="The UTC day `llm_tokens` counts.")
+    llm_tokens: int = Field(description="Prompt and completion tokens evolution spent today.")
+    llm_tokens_per_day: int | None
 
 
 class ScrubbedMemory(BaseModel):

@@ -7,9 +7,10 @@ import time
 from collections.abc import Sequence
 
 from amem.core.embedding_client import EmbeddingClient
-from amem.core.errors import Conflict, InvalidArgument, Unavailable
+from amem.core.errors import Conflict, InvalidArgument, QuotaExceeded, Unavailable
 from amem.core.evolution_client import EvolutionClient
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcnow
+from amem.core.quotas import Quotas, UsageStore, today
 from amem.core.store import NoteStore
 from amem.gateway.access import AccessRecorder
 from amem.gateway.commit import GroupCommit
@@ -37,6 +38,8 @@ class MemoryService:
         access: AccessRecorder | None = None,
         rrf_k: int = 20,
         candidates: int = 50,
+        quotas: Quotas | None = None,
+        usage: UsageStore | None = None,
     ):
         self._store = store
         self._embedder = embedder
@@ -47,6 +50,8 @@ class MemoryService:
         self._commit = GroupCommit(store)
         self._rrf_k = rrf_k
         self._candidates = candidates
+        self._quotas = quotas or Quotas()
+        self._usage = usage
 
     async def create(
         self, tenant: str, items: Sequence[MemoryCreate], *, conversation: bool = False
@@ -55,6 +60,7 @@ class MemoryService:
 
         In a conversation, each note that names no `follows` follows the one before it.
         """
+        await self._check_notes_quota(tenant, len(items))
         notes: list[Note] = []
         for item in items:
             fields = item.model_dump(exclude_none=True)
@@ -69,6 +75,32 @@ class MemoryService:
         await self._index(tenant, notes)
         await self._evolution.notes_changed(tenant, [n.id for n in notes])
         return list(zip(notes, embedded.truncated, strict=True))
+
+    async def _check_notes_quota(self, tenant: str, adding: int) -> None:
+        """Refuse writes beyond the tenant's `notes` quota. Concurrent writes can overshoot it
+        by what they write together: the count and the write are not one transaction."""
+        limit = self._quotas.for_tenant(tenant).notes
+        if limit is None:
+            return
+        held = await self._store.count(tenant)
+        if held + adding > limit:
+            raise QuotaExceeded(
+                f"this tenant holds {held} memories of its quota of {limit}; "
+                f"{adding} more would exceed it"
+            )
+
+    async def usage(self, tenant: str) -> dict:
+        """What the tenant holds and spends today, against its quotas."""
+        quota = self._quotas.for_tenant(tenant)
+        day = today()
+        tokens = await self._usage.fresh_tokens(tenant, day) if self._usage else 0
+        return {
+            "notes": await self._store.count(tenant),
+            "notes_quota": quota.notes,
+            "day": day,
+            "llm_tokens": tokens,
+            "llm_tokens_per_day": quota.llm_tokens_per_day,
+        }
 
     async def _index(self, tenant: str, notes: Sequence[Note]) -> None:
         if self._lexical is not None:

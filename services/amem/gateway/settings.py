@@ -40,6 +40,8 @@ class GatewaySettings(CommonSettings):
     keys_refresh_s: float = Field(default=5.0, gt=0)
     # Per-key request rate limit(s) in each replica, e.g. "100/second;2000/minute"; "" for none.
     rate_limit: str = "100/second"
+    # Per-tenant quotas as JSON (core/quotas.py); the gateway enforces `notes`.
+    quotas: str = ""
 
     # Hybrid search: reciprocal rank fusion of the dense and BM25 rankings, each asked for
     # max(4k, search_candidates) candidates (at most 4 * max_k). A smaller rrf_k favours the
@@ -67,6 +69,14 @@ class GatewaySettings(CommonSettings):
     def _parse_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("quotas")
+    @classmethod
+    def _valid_quotas(cls, value: str) -> str:
+        from amem.core.quotas import Quotas
+
+        Quotas.parse(value)
         return value
 
     @field_validator("rate_limit")

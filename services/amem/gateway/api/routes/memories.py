@@ -34,6 +34,7 @@ from amem.gateway.schemas import (
 
 _ERRORS = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key"},
+    403: {"model": ErrorBody, "description": "The tenant's quota does not allow it"},
     413: {"model": ErrorBody, "description": "Request body or batch over the limit"},
     422: {"model": ErrorBody, "description": "Invalid request"},
     429: {"model": ErrorBody, "description": "Rate limit of this API key; retry after Retry-After"},

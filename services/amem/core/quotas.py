@@ -1,0 +1,107 @@
+"""Per-tenant quotas, and the LLM token usage they are checked against.
+
+`AMEM_QUOTAS` (the gateway) and `AMEM_EVOLUTION_QUOTAS` (the evolution service; the chart sets
+both from one value) hold JSON: limits under `"default"` apply to every tenant, and a tenant's
+own entry overrides them field by field, e.g.
+
+    {"default": {"notes": 100000, "llm_tokens_per_day": 2000000},
+     "acme": {"llm_tokens_per_day": 10000000}}
+
+- `notes`: the most memories a tenant may hold; a write beyond it is refused with
+  `403 quota_exceeded` (the gateway counts before it writes).
+- `llm_tokens_per_day`: prompt plus completion tokens evolution may spend on the tenant per
+  UTC day. Once spent, the degrade mode: notes are still stored, embedded and searchable, but
+  stay `pending` (with a `status_reason` saying why) until the next UTC day, when evolution
+  resumes by itself. The offline backend spends no tokens.
+
+Usage is counted per tenant and UTC day in ChromaDB (`amemsys-usage`), by the evolution
+replica that owns the tenant, so it survives restarts and `GET /v1/usage` can show it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from amem.core.model import utcnow
+from amem.core.store import SystemCollection
+
+
+class Quota(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notes: int | None = Field(default=None, ge=1)
+    llm_tokens_per_day: int | None = Field(default=None, ge=0)
+
+
+class Quotas(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default: Quota = Field(default_factory=Quota)
+    tenants: dict[str, Quota] = Field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: str | dict | None) -> Quotas:
+        data = json.loads(raw) if isinstance(raw, str) and raw.strip() else (raw or {})
+        if not isinstance(data, dict):
+            raise ValueError("quotas must be a JSON object of tenant -> limits")
+        default = data.get("default", {})
+        return cls(
+            default=Quota.model_validate(default),
+            tenants={t: Quota.model_validate(q) for t, q in data.items() if t != "default"},
+        )
+
+    def for_tenant(self, tenant: str) -> Quota:
+        own = self.tenants.get(tenant)
+        if own is None:
+            return self.default
+        return Quota(
+            **{**self.default.model_dump(), **own.model_dump(exclude_unset=True)},
+        )
+
+
+def today() -> date:
+    return utcnow().date()
+
+
+def next_day_start(day: date) -> datetime:
+    from datetime import UTC, time, timedelta
+
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+class UsageStore:
+    """LLM tokens spent per tenant and UTC day (record id `<tenant>:<YYYY-MM-DD>`)."""
+
+    def __init__(self, host: str, port: int, *, timeout_s: float = 10.0) -> None:
+        self._records = SystemCollection("amemsys-usage", host, port, timeout_s=timeout_s)
+        self._cache: dict[str, int] = {}
+
+    @staticmethod
+    def _id(tenant: str, day: date) -> str:
+        return f"{tenant}:{day.isoformat()}"
+
+    async def tokens(self, tenant: str, day: date) -> int:
+        key = self._id(tenant, day)
+        if key not in self._cache:
+            got = await self._records.get([key])
+            self._cache[key] = int(got.get(key, {}).get("llm_tokens", 0))
+        return self._cache[key]
+
+    async def add(self, tenant: str, day: date, tokens: int) -> int:
+        """Count `tokens` more; returns the day's total. The tenant's owning replica is the only
+        writer, so read-add-write is safe (an ownership change may lose one note's count)."""
+        total = await self.tokens(tenant, day) + tokens
+        key = self._id(tenant, day)
+        await self._records.put(
+            {key: {"tenant": tenant, "day": day.isoformat(), "llm_tokens": total}}
+        )
+        self._cache[key] = total
+        return total
+
+    async def fresh_tokens(self, tenant: str, day: date) -> int:
+        """The day's total as stored (for readers other than the owner, e.g. the gateway)."""
+        self._cache.pop(self._id(tenant, day), None)
+        return await self.tokens(tenant, day)
