@@ -4,6 +4,7 @@ plan instead of asking the LLM again, and serialises a tenant's evolutions acros
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 import uuid
@@ -36,6 +37,38 @@ def test_kill_9_while_pending_loses_nothing_and_evolves_once(evo, scripted, evo_
     ]
     assert asked.wait(30), "the evolution service never asked the LLM"
     evo_stack.processes["evolution"].kill()
+    scripted.set(default_responder)
+    evo_stack.start_evolution()
+    for note in notes:
+        done = settled(evo, note["id"])
+        assert done["status"] == "done"
+        assert [e["kind"] for e in done["evolution_history"]] == ["evolve"]
+
+
+def test_sigterm_finishes_the_note_in_progress_and_hands_back_the_rest(
+    evo, scripted, evo_stack, user_id
+):
+    """Graceful shutdown: the note being evolved when SIGTERM arrives is finished and written,
+    queued ones stay pending for the next owner, and the process exits cleanly in time."""
+    marker = f"term-{user_id}"
+    asked = threading.Event()
+
+    def slow(request):
+        if marker in request["messages"][-1]["content"] and not asked.is_set():
+            asked.set()
+            time.sleep(3)  # an LLM call in flight when the signal comes
+        return default_responder(request)
+
+    scripted.set(slow)
+    notes = [
+        remember(evo, content=f"{marker} note {i}", user_id=user_id, wait=False) for i in range(3)
+    ]
+    assert asked.wait(30), "the evolution service never asked the LLM"
+    proc = evo_stack.processes["evolution"]
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.popen.wait(30) == 0
+    statuses = [evo.get(f"/v1/memories/{n['id']}").json()["status"] for n in notes]
+    assert statuses.count("done") >= 1, "the note in progress was dropped, not finished"
     scripted.set(default_responder)
     evo_stack.start_evolution()
     for note in notes:

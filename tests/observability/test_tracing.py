@@ -128,6 +128,10 @@ def test_a_search_traces_the_embedding_and_the_vector_query(
     )
     query = _in(spans, trace_id, "amem-gateway", "chromadb query")[0]
     assert query.attributes["db.system"] == "chromadb"
+    # The same calls are timed in the gateway's metrics, by operation and outcome.
+    metrics = httpx.get(f"{traced.gateway_url}/metrics").text
+    assert 'amem_chromadb_request_seconds_count{op="query",outcome="ok"}' in metrics
+    assert 'amem_circuit_breaker_open{dependency="chromadb"} 0.0' in metrics
 
 
 def _json_lines(path: Path) -> list[dict]:
