@@ -3,8 +3,8 @@
 Call `configure(service)` once at process start. What it reads:
 
 - `OTEL_TRACES_EXPORTER`: `otlp`, `console` or `none` (comma-separated for several). Unset, it
-  is `otlp` when an OTLP endpoint variable is set and `none` otherwise, so a process with no
-  collector configured exports nothing and costs next to nothing.
+  is `otlp` when an OTLP endpoint variable is set and `none` otherwise; with no exporter, no
+  SDK tracer is installed at all, so a process with no collector pays next to nothing.
 - `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`: `http/protobuf` (the default, port 4318) or `grpc`
   (port 4317); the exporters themselves read the endpoint, headers, timeout and TLS variables.
 - `OTEL_SERVICE_NAME` (default `amem-<service>`), `OTEL_RESOURCE_ATTRIBUTES`,
@@ -78,12 +78,16 @@ def configure(service: str, *, processors: list[SpanProcessor] | None = None) ->
     resource = Resource.create(
         {"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"amem-{service}"}
     )
+    exporters = [_exporter(n.strip().lower()) for n in names.split(",") if n.strip()]
+    exporters = [e for e in exporters if e is not None]
+    if not exporters and not processors:
+        # Nothing would leave the process: keep the API's no-op tracer, so that spans cost
+        # next to nothing. Trace context from callers is still passed on.
+        return
     provider = TracerProvider(resource=resource)
-    for name in {n.strip().lower() for n in names.split(",") if n.strip()}:
-        exporter = _exporter(name)
-        if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
-            log.info("exporting traces with %s", name)
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        log.info("exporting traces with %s", type(exporter).__name__)
     for processor in processors or ():
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
