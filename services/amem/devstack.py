@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,8 +30,33 @@ class ProcessDied(RuntimeError):
     pass
 
 
+_random = random.SystemRandom()  # never the seeded global state tests may set
+
+
+def _ephemeral_range() -> range:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port that is free now, taken from below the ephemeral range: the kernel hands
+    ephemeral ports to outgoing connections, and one could take a port picked there before
+    the service that was meant to listen on it binds it."""
+    ephemeral = _ephemeral_range()
+    for _ in range(200):
+        port = _random.randint(10_000, 65_535)
+        if port in ephemeral:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded machine: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
