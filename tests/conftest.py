@@ -41,6 +41,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             "AMEM_MAX_BATCH": str(MAX_BATCH),
             "AMEM_MAX_BODY_BYTES": str(256 * 1024),
             "AMEM_LOG_LEVEL": "INFO",
+            # Tests hammer one key on purpose; the rate limit has its own (tests/gateway/
+            # test_keys.py).
+            "AMEM_RATE_LIMIT": "",
         },
     )
     try:

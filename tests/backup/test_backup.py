@@ -73,6 +73,7 @@ def bstack(stack: LocalStack, tmp_path_factory) -> Iterator[LocalStack]:
         embedding_port=stack.embedding_port,
         extra_env={
             "AMEM_API_KEYS": json.dumps({"tenant-a": KEY_A, "tenant-b": KEY_B, "tenant-c": KEY_C}),
+            "AMEM_RATE_LIMIT": "",
         },
     )
     try:

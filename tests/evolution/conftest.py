@@ -76,6 +76,7 @@ def evo_stack(stack, scripted, tmp_path_factory) -> Iterator[LocalStack]:
             "AMEM_API_KEYS": json.dumps(keys),
             "AMEM_EVOLUTION_LLM_BASE_URL": scripted.url,
             "AMEM_QUOTAS": quotas,
+            "AMEM_RATE_LIMIT": "",
             "AMEM_EVOLUTION_QUOTAS": quotas,
             **LLM_ENV,
         },
