@@ -142,6 +142,7 @@ class MemoryService:
         return note
 
     async def revert(self, tenant: str, note_id: str, entry_id: str, timeout_s: float) -> Note:
+        await self._store.get(tenant, note_id)  # 404 for an unknown id, evolution or not
         if self._evolution_client is None:
             raise Unavailable("no evolution service is configured", retry_after=None)
         await self._evolution_client.revert(tenant, note_id, entry_id, timeout_s=timeout_s)
