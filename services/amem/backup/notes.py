@@ -29,6 +29,7 @@ import gzip
 import hashlib
 import importlib.metadata
 import json
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -118,11 +119,13 @@ async def snapshot(
     """Write every note of `tenant`, with its embedding, to `out` (see the module's doc)."""
     started_us = to_micros(utcnow() - CATCH_UP_MARGIN)
     ids = await store.all_ids(tenant)
+    read = 0
     with tempfile.TemporaryFile() as first:
         for start in range(0, len(ids), _PAGE):
             chunk = ids[start : start + _PAGE]
             for note, embedding in await store.records(tenant, chunk):
                 first.write(note_line(note, embedding))
+                read += 1
             progress(len(chunk))
         changed = await store.ids_changed_since(tenant, started_us)
         present = set(await store.all_ids(tenant))
@@ -130,12 +133,15 @@ async def snapshot(
         later = await store.records(tenant, [i for i in changed if i in present])
         superseded = gone | {note.id for note, _ in later}
         first.seek(0)
-        written = 0
-        for line in first:
-            note_id = orjson.loads(line)["id"]
-            if note_id not in superseded:
-                out.write(line)
-                written += 1
+        if not superseded:  # nothing changed meanwhile: the first pass is the snapshot
+            shutil.copyfileobj(first, out, 1 << 20)
+            written = read
+        else:
+            written = 0
+            for line in first:
+                if orjson.loads(line)["id"] not in superseded:
+                    out.write(line)
+                    written += 1
     for note, embedding in later:
         out.write(note_line(note, embedding))
     return Snapshot(tenant, written + len(later), len(later), len(gone & set(ids)))
