@@ -52,3 +52,12 @@ def test_groups_keep_padding_small():
         sizes = [lengths[k] for k in group]
         assert max(sizes) * len(sizes) <= 1.3 * sum(sizes)
     assert len(groups) == 4  # {10,10,11} {12} {40} {79,80,81}
+
+
+def test_onnx_threads_do_not_spin_unless_asked():
+    def spinning(encoder: Encoder) -> str:
+        options = encoder.model[0].auto_model.model.get_session_options()
+        return options.get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spinning(Encoder(EmbeddingSettings(backend=Backend.ONNX))) == "0"
+    assert spinning(Encoder(EmbeddingSettings(backend=Backend.ONNX, onnx_spin_wait=True))) == "1"

@@ -39,6 +39,8 @@ class EmbeddingSettings(CommonSettings):
     model: str = DEFAULT_MODEL
     backend: Backend = Backend.AUTO
     device: Device = Device.AUTO
+    # Whether ONNX Runtime's idle threads spin-wait for the next call (see encoder.py).
+    onnx_spin_wait: bool = False
     # Where exported ONNX models are kept so the export happens once.
     cache_dir: Path = Path.home() / ".cache" / "amem" / "models"
     # Dynamic batching: a batch closes when it holds max_batch_size texts or when max_wait_ms
