@@ -44,6 +44,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             # Tests hammer one key on purpose; the rate limit has its own (tests/gateway/
             # test_keys.py).
             "AMEM_RATE_LIMIT": "",
+            # Retrieval counts land within the test's wait (the default is 10 s).
+            "AMEM_ACCESS_FLUSH_S": "0.5",
         },
     )
     try:

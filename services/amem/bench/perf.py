@@ -153,7 +153,22 @@ async def embedding_service(target: str, texts: list[str], levels: Sequence[int]
 # --- 2. write path --------------------------------------------------------------------------
 
 
-async def write_path(url: str, texts: list[str], levels: Sequence[tuple[int, int]]) -> list[dict]:
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far."""
+    import psutil
+
+    return {name: sum(psutil.Process(pid).cpu_times()[:2]) for name, pid in pids.items()}
+
+
+async def write_path(
+    url: str,
+    texts: list[str],
+    levels: Sequence[tuple[int, int]],
+    pids: dict[str, int] | None = None,
+) -> list[dict]:
+    """Ack latency and notes/s per level; with `pids`, also each process's CPU ms per note
+    (the bench process itself, the load generator, as `client`)."""
+    pids = {**(pids or {}), "client": os.getpid()}
     out = []
     headers = {"Authorization": f"Bearer {KEY}"}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -165,8 +180,16 @@ async def write_path(url: str, texts: list[str], levels: Sequence[tuple[int, int
 
         await post(0)
         for c, n in levels:
-            out.append({"concurrency": c, **await closed_loop(post, n, c)})
+            before = cpu_seconds(pids)
+            row = {"concurrency": c, **await closed_loop(post, n, c)}
+            after = cpu_seconds(pids)
+            row["cpu_ms_per_note"] = {k: round(1000 * (after[k] - before[k]) / n, 2) for k in pids}
+            out.append(row)
     return out
+
+
+def stack_pids(stack: LocalStack) -> dict[str, int]:
+    return {name: proc.popen.pid for name, proc in stack.processes.items()}
 
 
 # --- 3. search path -------------------------------------------------------------------------
@@ -318,6 +341,27 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {row['concurrency']} ({label}) | {row['per_s']} | {row['per_s'] / raw:.2f} | "
                 f"{row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} |"
             )
+    names = ["embedding", "chromadb", "gateway", "evolution", "client"]
+    lines += [
+        "",
+        "CPU per note while writing at C = 16, by process (ms; `client` is the load generator). "
+        f"{m['cores']} cores at this CPU per note cap the rate at cores x 1000 / total notes/s:",
+        "",
+        "| run | " + " | ".join(names) + " | total | cap notes/s |",
+        "|---|" + "---:|" * (len(names) + 2),
+    ]
+    for label, rows in (
+        ("offline evolution running", r["write"]),
+        ("no evolution service", r["write_no_evolution"]),
+    ):
+        for row in rows:
+            cpu = row.get("cpu_ms_per_note")
+            if row["concurrency"] != 16 or not cpu:
+                continue
+            total = sum(cpu.values())
+            cells = " | ".join(str(cpu.get(n, "-")) for n in names)
+            cap = m["cores"] * 1000 / total
+            lines.append(f"| {label} | {cells} | {total:.1f} | {cap:.0f} |")
     lines += [
         "",
         "## Search path (`POST /v1/memories/search`, k = 10, one tenant)",
@@ -418,7 +462,9 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
         result["search"] = rows
         result["bulk_load_notes_per_s"] = round(loaded / load_s, 1)
         # Last: the notes written here keep the offline evolution busy for minutes.
-        result["write"] = await write_path(stack.gateway_url, texts, ((1, 300), (16, 1000)))
+        result["write"] = await write_path(
+            stack.gateway_url, texts, ((1, 300), (16, 1000)), stack_pids(stack)
+        )
         log(f"write path: {[(w['concurrency'], w['p95_ms'], w['per_s']) for w in result['write']]}")
     finally:
         stack.stop()
@@ -436,7 +482,7 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
     bare.start()
     try:
         result["write_no_evolution"] = await write_path(
-            bare.gateway_url, texts, ((1, 300), (16, 1000))
+            bare.gateway_url, texts, ((1, 300), (16, 1000)), stack_pids(bare)
         )
         bare_rows = result["write_no_evolution"]
         log(f"write path, no evolution: {[(w['p95_ms'], w['per_s']) for w in bare_rows]}")

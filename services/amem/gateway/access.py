@@ -27,7 +27,7 @@ FLUSHES = Counter(
 
 
 class AccessRecorder:
-    def __init__(self, store: NoteStore, *, flush_s: float = 1.0) -> None:
+    def __init__(self, store: NoteStore, *, flush_s: float = 10.0) -> None:
         self._store = store
         self._flush_s = flush_s
         # tenant -> note id -> (retrievals, last access)

@@ -54,8 +54,11 @@ class GatewaySettings(CommonSettings):
     lexical_margin_s: float = Field(default=30.0, ge=0)
     lexical_max_notes: int = Field(default=2_000_000, ge=1)
 
-    # Searches count retrievals in memory and write them to the store this often.
-    access_flush_s: float = Field(default=1.0, gt=0)
+    # Searches count retrievals in memory and write them to the store this often. Each flush
+    # rewrites every note retrieved since the last one: at 1 s, a 100k-note tenant searched at
+    # C = 1 on 2 cores had its search p99 at 60-80 ms (flushes of ~500 notes a second competing
+    # with searches for ChromaDB); at 10 s, 19 ms (dense) and 33 ms (hybrid).
+    access_flush_s: float = Field(default=10.0, gt=0)
 
     # Limits.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
