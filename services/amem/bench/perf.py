@@ -220,6 +220,22 @@ async def bulk_load(store: NoteStore, notes: list[Note], vectors: np.ndarray) ->
     return time.perf_counter() - started
 
 
+async def settled(url: str, size: int, margin_s: float = 30.0) -> None:
+    """Wait for the steady state after a bulk load: the gateway's BM25 index holds the last
+    note loaded (its content ends in its number, a unique word), and the window its pulls
+    re-read after a write (`AMEM_LEXICAL_MARGIN_S`, 30 s) has passed."""
+    headers = {"Authorization": f"Bearer {SEARCH_TENANT}-key"}
+    body = {"query": str(size - 1), "k": 1, "mode": "lexical"}
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as h:
+        while time.monotonic() - started < 600:
+            r = await h.post("/v1/memories/search", json=body)
+            if r.status_code == 200 and r.json()["results"]:
+                break
+            await asyncio.sleep(0.5)
+    await asyncio.sleep(max(0.0, margin_s - (time.monotonic() - started)))
+
+
 async def search_path(
     url: str, queries: list[str], mode: str, n1: int, n16: int
 ) -> dict[str, dict]:
@@ -450,6 +466,7 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
             notes, vectors = synthetic(base, texts, loaded, size, rng)
             load_s += await bulk_load(store, notes, vectors)
             loaded = size
+            await settled(stack.gateway_url, size)
             row = {"notes": size}
             for mode in ("dense", "hybrid"):
                 row[mode] = await search_path(stack.gateway_url, queries, mode, 150, 400)

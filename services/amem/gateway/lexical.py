@@ -70,6 +70,8 @@ _MAX_QUEUED = 1_000
 _TIE_MARGIN = 16
 # Tantivy's smallest indexing budget (bytes); a writer lives only while changes are applied.
 _WRITER_HEAP = 15_000_000
+# The next pull waits at least this many times as long as the last one took.
+_PULL_BACKOFF = 10
 
 
 def _schema() -> tantivy.Schema:
@@ -118,6 +120,7 @@ class _Tenant:
     pulled_from: int = 0  # updated_at (µs) the next pull starts from, before the margin
     loading: asyncio.Task | None = None
     pulling: asyncio.Task | None = None
+    pull_s: float = 0.0  # how long the last pull took
     # Ids indexed with an updated_at inside the margin: what a pull need not fetch again.
     recent: dict[str, int] = field(default_factory=dict)
 
@@ -254,7 +257,9 @@ class LexicalIndex:
         state.pulled_from, state.pulled_at = now, time.monotonic()
         if state.notes != await self._store.count(tenant):
             await self._reconcile(tenant, state)
-        LEXICAL_REFRESH.labels("pull").observe(time.perf_counter() - started)
+        state.pull_s = time.perf_counter() - started
+        LEXICAL_REFRESH.labels("pull").observe(state.pull_s)
+        self._gauges()
 
     async def _reconcile(self, tenant: str, state: _Tenant) -> None:
         """Make the index hold exactly the store's notes (another replica deleted some)."""
@@ -293,7 +298,10 @@ class LexicalIndex:
         self._tenants.move_to_end(tenant)
         if not state.ready.is_set():
             return None
-        stale = time.monotonic() - state.pulled_at >= self._refresh_s
+        # A pull that found much to read (right after a bulk load) waits longer for the next:
+        # pulls take at most about a tenth of the time.
+        wait_s = max(self._refresh_s, _PULL_BACKOFF * state.pull_s)
+        stale = time.monotonic() - state.pulled_at >= wait_s
         if stale and (state.pulling is None or state.pulling.done()):
             state.pulling = asyncio.create_task(self._pull_in_background(tenant, state))
         await self._flush(state)
