@@ -25,7 +25,7 @@ TOOLS_VENV  := $(TOOLS)/venv-checkov-3.3.30
 CHART_TOOLS = AMEM_HELM=$(HELM) AMEM_CHECKOV=$(TOOLS_VENV)/bin/checkov \
 	AMEM_KUBERNETES_VALIDATE=$(TOOLS_VENV)/bin/kubernetes-validate
 
-.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check eval bench profile dev e2e lint clean
+.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check eval bench bench-scale profile dev e2e lint clean
 
 help:
 	@echo "make run    - run the whole system locally (REST API on http://127.0.0.1:$${AMEM_PORT:-8080})"
@@ -37,6 +37,7 @@ help:
 	@echo "make chart-check - helm lint, render, kubernetes-validate and checkov the chart"
 	@echo "make eval   - recall@k on LoCoMo through the REST API (LOCOMO=<file>)"
 	@echo "make bench  - speed: embedding, write and search paths vs the naive in-process way"
+	@echo "make bench-scale - search latency and memory in one tenant of 10k, 100k and 1M notes"
 	@echo "make profile - py-spy samples of the gateway's search and write paths"
 	@echo "make dev    - skaffold dev on kind (k8s/kind-cluster.yaml)"
 	@echo "make e2e    - install the chart on the KUBECONFIG cluster and smoke-test it"
@@ -98,6 +99,11 @@ eval: install
 BENCH_ARGS ?=
 bench: install
 	$(PY) -m amem.bench.perf --data $(LOCOMO) $(BENCH_ARGS)
+
+# Search only, in a tenant grown to 1M synthetic notes (~40 min here, most of it loading):
+# writes docs/bench/scale.{json,md} and docs/bench/search-scale.png.
+bench-scale: install
+	$(PY) -m amem.bench.perf --scale --data $(LOCOMO) $(BENCH_ARGS)
 
 # py-spy samples of the gateway's search and write paths (bench-results/profile/).
 profile: install

@@ -19,7 +19,11 @@ against tenant size into --plot):
 It reports; it never fails on a number. Texts are LoCoMo's dialogue turns and questions (the
 same file as `make eval`), or generated sentences when that file is missing.
 
-    python -m amem.bench.perf [--data PATH] [--sizes 10000,30000,100000] [--out DIR]
+With --scale (`make bench-scale`) it measures only the search path, in a tenant grown to
+10k, 100k and 1M notes by default, with each process's resident memory at every size, into
+`scale.json`, `scale.md` and `search-scale.png`.
+
+    python -m amem.bench.perf [--data PATH] [--sizes 10000,30000,100000] [--out DIR] [--scale]
 """
 
 from __future__ import annotations
@@ -213,11 +217,66 @@ def synthetic(base: np.ndarray, texts: list[str], start: int, stop: int, rng) ->
     return notes, noisy
 
 
-async def bulk_load(store: NoteStore, notes: list[Note], vectors: np.ndarray) -> float:
+async def grow(
+    store: NoteStore, base: np.ndarray, texts: list[str], start: int, stop: int, rng
+) -> float:
+    """Bulk-load notes start..stop, made a chunk at a time (a million notes and their vectors
+    at once would take gigabytes here), with two chunks in flight so that making one overlaps
+    storing the other. Returns the seconds it took."""
     started = time.perf_counter()
-    for s in range(0, len(notes), 1000):
-        await store.put(SEARCH_TENANT, notes[s : s + 1000], vectors[s : s + 1000].tolist())
+    pending: set[asyncio.Task] = set()
+    for s in range(start, stop, 1000):
+        notes, vectors = synthetic(base, texts, s, min(stop, s + 1000), rng)
+        if len(pending) >= 2:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        pending.add(asyncio.create_task(store.put(SEARCH_TENANT, notes, vectors.tolist())))
+    for task in pending:
+        await task
     return time.perf_counter() - started
+
+
+def rss_mib(pids: dict[str, int]) -> dict[str, float]:
+    """Resident memory of each process, MiB."""
+    import psutil
+
+    mib = {name: psutil.Process(pid).memory_info().rss / 2**20 for name, pid in pids.items()}
+    return {name: round(v) for name, v in mib.items()}
+
+
+async def search_sweep(
+    stack: LocalStack,
+    base: np.ndarray,
+    texts: list[str],
+    queries: list[str],
+    sizes: Sequence[int],
+    rng,
+    log: Callable[[str], None],
+) -> tuple[list[dict], float]:
+    """Grow one tenant through `sizes`, measuring dense and hybrid search at each size, in the
+    steady state after its load, and each process's memory there. Returns the rows and the bulk
+    load rate (notes/s)."""
+    store = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=300)
+    loaded, load_s, rows = 0, 0.0, []
+    try:
+        for size in sizes:
+            load_s += await grow(store, base, texts, loaded, size, rng)
+            loaded = size
+            log(f"loaded {size} notes ({loaded / load_s:.0f} notes/s so far)")
+            await settled(stack.gateway_url, size)
+            row: dict[str, Any] = {"notes": size}
+            for mode in ("dense", "hybrid"):
+                row[mode] = await search_path(stack.gateway_url, queries, mode, 150, 400)
+            row["rss_mib"] = rss_mib(stack_pids(stack))
+            rows.append(row)
+            log(
+                f"search at {size}: dense p95 {row['dense']['c1']['p95_ms']} ms, "
+                f"hybrid p95 {row['hybrid']['c1']['p95_ms']} ms, memory {row['rss_mib']} MiB"
+            )
+    finally:
+        await store.close()
+    return rows, round(loaded / load_s, 1)
 
 
 async def settled(url: str, size: int, margin_s: float = 30.0) -> None:
@@ -378,8 +437,23 @@ def markdown(r: dict[str, Any]) -> str:
             cells = " | ".join(str(cpu.get(n, "-")) for n in names)
             cap = m["cores"] * 1000 / total
             lines.append(f"| {label} | {cells} | {total:.1f} | {cap:.0f} |")
+    lines += ["", *search_table(r), ""]
+    n = r["naive"]
     lines += [
+        "## The naive way (A-mem library style: one process, torch, in-process ChromaDB)",
         "",
+        f"- write, one note per call: p50 {n['write_c1']['p50_ms']} ms, p95 "
+        f"{n['write_c1']['p95_ms']} ms, {n['write_c1']['per_s']} notes/s",
+        f"- search at {n['notes']:,} notes: p50 {n['search_c1']['p50_ms']} ms, p95 "
+        f"{n['search_c1']['p95_ms']} ms",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def search_table(r: dict[str, Any]) -> list[str]:
+    """The search path's section of a report: latency by size and mode, memory by size."""
+    lines = [
         "## Search path (`POST /v1/memories/search`, k = 10, one tenant)",
         "",
         "| notes | mode | p50 ms (C=1) | p95 ms (C=1) | queries/s (C=16) | p95 ms (C=16) |",
@@ -392,20 +466,38 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {row['notes']:,} | {mode} | {s['c1']['p50_ms']} | {s['c1']['p95_ms']} | "
                 f"{s['c16']['per_s']} | {s['c16']['p95_ms']} |"
             )
-    n = r["naive"]
-    lines += [
-        "",
-        f"Bulk load into the store: {r['bulk_load_notes_per_s']} notes/s.",
-        "",
-        "## The naive way (A-mem library style: one process, torch, in-process ChromaDB)",
-        "",
-        f"- write, one note per call: p50 {n['write_c1']['p50_ms']} ms, p95 "
-        f"{n['write_c1']['p95_ms']} ms, {n['write_c1']['per_s']} notes/s",
-        f"- search at {n['notes']:,} notes: p50 {n['search_c1']['p50_ms']} ms, p95 "
-        f"{n['search_c1']['p95_ms']} ms",
-        "",
-    ]
-    return "\n".join(lines)
+    names = sorted({n for row in r["search"] for n in row.get("rss_mib", {})})
+    if names:
+        lines += [
+            "",
+            "Resident memory by process at each size, MiB:",
+            "",
+            "| notes | " + " | ".join(names) + " |",
+            "|---:|" + "---:|" * len(names),
+        ]
+        for row in r["search"]:
+            cells = " | ".join(str(row.get("rss_mib", {}).get(n, "-")) for n in names)
+            lines.append(f"| {row['notes']:,} | {cells} |")
+    lines += ["", f"Bulk load into the store: {r['bulk_load_notes_per_s']} notes/s."]
+    return lines
+
+
+def scale_markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    return "\n".join(
+        [
+            f"# amem search at scale, {r['date']}",
+            "",
+            f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python "
+            f"{m['python']}, embedding backend {m['embedding_backend']}; took {r['took_s']} s. "
+            "Notes are synthetic: the corpus' real embeddings, each reused with a little "
+            "Gaussian noise, bulk-loaded straight into the store; queries are real questions "
+            "through the REST API. No evolution service runs.",
+            "",
+            *search_table(r),
+            "",
+        ]
+    )
 
 
 def plot(r: dict[str, Any], path: Path) -> None:
@@ -460,24 +552,9 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
         service = await embedding_service(stack.embedding_target, texts[:2048], (1, 8, 32, 64))
         result["embedding"] = {"raw": raw, "raw_int8": raw_int8, "service": service}
         log(f"embedding service: {[(s['concurrency'], s['per_s']) for s in service]}")
-        store = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=120)
-        loaded, load_s, rows = 0, 0.0, []
-        for size in args.sizes:
-            notes, vectors = synthetic(base, texts, loaded, size, rng)
-            load_s += await bulk_load(store, notes, vectors)
-            loaded = size
-            await settled(stack.gateway_url, size)
-            row = {"notes": size}
-            for mode in ("dense", "hybrid"):
-                row[mode] = await search_path(stack.gateway_url, queries, mode, 150, 400)
-            rows.append(row)
-            log(
-                f"search at {size}: dense p95 {row['dense']['c1']['p95_ms']} ms, "
-                f"hybrid p95 {row['hybrid']['c1']['p95_ms']} ms"
-            )
-        await store.close()
+        rows, rate = await search_sweep(stack, base, texts, queries, args.sizes, rng, log)
         result["search"] = rows
-        result["bulk_load_notes_per_s"] = round(loaded / load_s, 1)
+        result["bulk_load_notes_per_s"] = rate
         # Last: the notes written here keep the offline evolution busy for minutes.
         result["write"] = await write_path(
             stack.gateway_url, texts, ((1, 300), (16, 1000)), stack_pids(stack)
@@ -513,24 +590,74 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
     return result
 
 
+async def _scale(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    """Only the search path, grown to larger sizes: `make bench-scale`."""
+    from amem.embedding.encoder import Encoder
+    from amem.embedding.settings import EmbeddingSettings
+
+    texts, queries = corpus(args.data)
+    rng = np.random.default_rng(0)
+    started = time.monotonic()
+    encoder = Encoder(EmbeddingSettings())
+    base, backend = encoder.encode(texts, batch_size=64).vectors, encoder.backend
+    del encoder
+    workdir = Path(tempfile.mkdtemp(prefix="amem-bench-scale-"))
+    stack = LocalStack(
+        data_dir=workdir / "data",
+        gateway_port=free_port(),
+        dev_api_key=None,
+        log_dir=workdir / "logs",
+        evolution=False,
+        extra_env={
+            "AMEM_API_KEYS": json.dumps({SEARCH_TENANT: f"{SEARCH_TENANT}-key"}),
+            "AMEM_RATE_LIMIT": "",
+        },
+    )
+    stack.start()
+    try:
+        rows, rate = await search_sweep(stack, base, texts, queries, args.sizes, rng, log)
+    finally:
+        stack.stop()
+    return {
+        "search": rows,
+        "bulk_load_notes_per_s": rate,
+        "machine": machine(backend),
+        "date": datetime.now(UTC).date().isoformat(),
+        "took_s": round(time.monotonic() - started),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="amem.bench.perf", description=__doc__)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("LOCOMO", DEFAULT_DATA)))
     parser.add_argument(
         "--sizes",
         type=lambda s: sorted(int(x) for x in s.split(",")),
-        default=[10_000, 30_000, 100_000],
-        help="tenant sizes for the search path, comma-separated",
+        help="tenant sizes for the search path, comma-separated (default 10000,30000,100000; "
+        "with --scale 10000,100000,1000000)",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="measure only the search path, at larger sizes, into scale.json, scale.md and "
+        "search-scale.png",
     )
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
-    parser.add_argument("--plot", type=Path, default=Path("docs/bench/search-latency.png"))
+    parser.add_argument("--plot", type=Path, help="the latency curve's PNG (default under --out)")
     args = parser.parse_args(argv)
-    result = asyncio.run(_run(args, lambda m: print(m, flush=True)))
+    if args.sizes is None:
+        args.sizes = [10_000, 100_000, 1_000_000] if args.scale else [10_000, 30_000, 100_000]
+    if args.scale:
+        name, run, report = "scale", _scale, scale_markdown
+    else:
+        name, run, report = "bench", _run, markdown
+    result = asyncio.run(run(args, lambda m: print(m, flush=True)))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "bench.md").write_text(markdown(result))
-    plot(result, args.plot)
-    print(markdown(result), flush=True)
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(report(result))
+    default_plot = "search-scale.png" if args.scale else "search-latency.png"
+    plot(result, args.plot or args.out / default_plot)
+    print(report(result), flush=True)
     return 0
 
 

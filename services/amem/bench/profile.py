@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from amem.bench.perf import DEFAULT_DATA, SEARCH_TENANT, bulk_load, corpus, synthetic
+from amem.bench.perf import DEFAULT_DATA, SEARCH_TENANT, corpus, grow
 from amem.core.store import NoteStore
 from amem.devstack import LocalStack, free_port
 
@@ -91,9 +91,8 @@ def main() -> int:
     )
     stack.start()
     try:
-        notes, vectors = synthetic(base, texts, 0, args.notes, np.random.default_rng(0))
         store = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=120)
-        asyncio.run(bulk_load(store, notes, vectors))
+        asyncio.run(grow(store, base, texts, 0, args.notes, np.random.default_rng(0)))
         client = httpx.Client(
             base_url=stack.gateway_url, headers={"Authorization": f"Bearer {key}"}
         )
