@@ -181,6 +181,10 @@ def test_logs_are_json_with_request_and_trace_ids_and_never_content_or_keys(
     assert line["request_id"] == request_id
     assert line["trace_id"] == trace_id
     assert line["service"] == "gateway" and line["level"] == "INFO"
+    # Uvicorn's own lines are JSON too, without the ANSI-coloured copy it attaches to some.
+    uvicorn_lines = [x for x in _json_lines(log) if x.get("name", "").startswith("uvicorn")]
+    assert any("Uvicorn running on" in x["message"] for x in uvicorn_lines)
+    assert not [x for x in uvicorn_lines if "color_message" in x]
 
     # Evolution's own lines carry the trace id of the evolution they belong to.
     evolution_lines = _json_lines(traced.log_dir / "evolution.log")

@@ -13,6 +13,7 @@ import sys
 
 from asgi_correlation_id import CorrelationIdFilter
 from opentelemetry import trace
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 
@@ -42,6 +43,8 @@ def configure(service: str, *, level: str = "INFO", json_logs: bool | None = Non
                     "correlation_id": "request_id",
                 },
                 static_fields={"service": service},
+                # Uvicorn attaches an ANSI-coloured copy of its message for its own formatter.
+                reserved_attrs=[*RESERVED_ATTRS, "color_message"],
             )
         )
     else:
