@@ -1,4 +1,4 @@
-"""Hybrid search: the gateway's BM25 index (SQLite FTS5) fused with the dense ranking.
+"""Hybrid search: the gateway's BM25 index (Tantivy) fused with the dense ranking.
 
 The index is a cache of the store, so these tests check that it stays true to the store:
 writes through the gateway show at once, changes made by another process show after a pull,
@@ -11,6 +11,8 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+
+import numpy as np
 
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import Note
@@ -194,3 +196,52 @@ def test_equal_scores_are_ordered_by_id(stack):
             await store.close()
 
     assert asyncio.run(run()) == sorted(n.id for n in notes)[:10]
+
+
+def test_a_pull_larger_than_one_deadline_still_lands(stack):
+    """Another process loads more notes than one read can fetch within the index's deadline:
+    the pull reads them a page at a time, each page with its own deadline, and catches up (a
+    pull that read them in one call timed out and retried forever)."""
+    tenant = "bulk-" + uuid.uuid4().hex[:8]
+    first, last = _word(), _word()
+    rng = np.random.default_rng(0)
+
+    async def run() -> tuple[list[str], list[str], int]:
+        writer = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=60)
+        # With this deadline one read of all 12,000 notes times out here; a page of 1,000 does not.
+        store = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=0.6)
+        index = LexicalIndex(store, refresh_s=0.2)
+        try:
+            seed = Note(content="the tenant's first note")
+            await writer.put(tenant, [seed], [_unit(rng, 1)[0]])
+            assert await index.wait_loaded(tenant, timeout_s=30)
+            for start in range(0, 12_000, 1_000):
+                notes = [Note(content=f"bulk note {start + i}") for i in range(1_000)]
+                if start == 0:
+                    notes[0].content += f" {first}"
+                if start == 11_000:
+                    notes[-1].content += f" {last}"
+                await writer.put(tenant, notes, _unit(rng, len(notes)))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if await index.search(tenant, last, limit=1, flt=None):
+                    break
+                await asyncio.sleep(0.2)
+            return (
+                await index.search(tenant, first, limit=1, flt=None) or [],
+                await index.search(tenant, last, limit=1, flt=None) or [],
+                await writer.count(tenant),
+            )
+        finally:
+            await index.close()
+            await store.close()
+            await writer.close()
+
+    found_first, found_last, stored = asyncio.run(run())
+    assert stored == 12_001
+    assert len(found_first) == 1 and len(found_last) == 1
+
+
+def _unit(rng, n: int) -> list[list[float]]:
+    vectors = rng.normal(size=(n, 384)).astype(np.float32)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).tolist()

@@ -61,8 +61,11 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
         keyring.start()
         access = AccessRecorder(store, flush_s=settings.access_flush_s)
         access.start()
+        lexical_store = NoteStore(
+            settings.chroma_host, settings.chroma_port, timeout_s=settings.lexical_timeout_s
+        )
         lexical = LexicalIndex(
-            store,
+            lexical_store,
             refresh_s=settings.lexical_refresh_s,
             margin_s=settings.lexical_margin_s,
             max_notes=settings.lexical_max_notes,
@@ -89,6 +92,7 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
             if isinstance(hook, NotifyEvolution):
                 await hook.close()
             await lexical.close()
+            await lexical_store.close()
             if evolution_client:
                 await evolution_client.close()
             await embedder.close()

@@ -30,7 +30,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -215,8 +215,7 @@ class LexicalIndex:
         try:
             since = int(time.time() * 1_000_000)
             ids = await self._store.ids_where(tenant, NoteFilter())
-            for start in range(0, len(ids), _PAGE):
-                page = await self._store.get_many(tenant, ids[start : start + _PAGE])
+            async for page in self._pages(tenant, ids):
                 await self._apply(state, {n.id: n for n in page})
                 self._seen(state, page)
             state.pulled_from, state.pulled_at = since, time.monotonic()
@@ -227,6 +226,13 @@ class LexicalIndex:
         except Exception:
             log.warning("lexical index load failed; searches stay dense only", exc_info=True)
             self._forget(tenant)
+
+    async def _pages(self, tenant: str, ids: Sequence[str]) -> AsyncIterator[list[Note]]:
+        """The notes of `ids`, a page at a time: each page is its own store call, with its own
+        deadline, however many notes there are (a pull after another process loaded 90k notes
+        once timed out as a single read, and retried forever)."""
+        for start in range(0, len(ids), _PAGE):
+            yield await self._store.get_many(tenant, ids[start : start + _PAGE])
 
     def _seen(self, state: _Tenant, notes: Sequence[Note]) -> None:
         horizon = int(time.time() * 1_000_000) - self._margin_us
@@ -250,8 +256,7 @@ class LexicalIndex:
         fresh = await self._store.ids_changed_since(tenant, state.pulled_from)
         window = await self._store.ids_changed_since(tenant, state.pulled_from - self._margin_us)
         late = [i for i in window if i not in state.recent]
-        changed = await self._store.get_many(tenant, list(dict.fromkeys([*fresh, *late])))
-        if changed:
+        async for changed in self._pages(tenant, list(dict.fromkeys([*fresh, *late]))):
             self._queue(state, {n.id: n for n in changed})
             self._seen(state, changed)
         state.pulled_from, state.pulled_at = now, time.monotonic()
@@ -267,8 +272,7 @@ class LexicalIndex:
         held = set(state.ids)
         if held - stored:
             self._queue(state, dict.fromkeys(held - stored))
-        missing = await self._store.get_many(tenant, list(stored - held))
-        if missing:
+        async for missing in self._pages(tenant, list(stored - held)):
             self._queue(state, {n.id: n for n in missing})
         self._gauges()
 

@@ -53,6 +53,10 @@ class GatewaySettings(CommonSettings):
     lexical_refresh_s: float = Field(default=1.0, ge=0)
     lexical_margin_s: float = Field(default=30.0, ge=0)
     lexical_max_notes: int = Field(default=2_000_000, ge=1)
+    # The deadline of the BM25 index's own ChromaDB reads (a separate client and circuit
+    # breaker): background work, whose id listings grow with the tenant, so not bound by the
+    # request path's `chroma_timeout_s`.
+    lexical_timeout_s: float = Field(default=60.0, gt=0)
 
     # Searches count retrievals in memory and write them to the store this often. Each flush
     # rewrites every note retrieved since the last one: at 1 s, a 100k-note tenant searched at
