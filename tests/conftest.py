@@ -6,14 +6,13 @@ its log."""
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from amem.devstack import LocalStack, free_port
+from amem.devstack import LocalStack
 
 KEY_A = "key-tenant-a-" + uuid.uuid4().hex
 KEY_B = "key-tenant-b-" + uuid.uuid4().hex
@@ -28,22 +27,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         # Configured by hash, as production should: the gateway never sees this key in plain.
         "tenant-b": "sha256:" + hashlib.sha256(KEY_B.encode()).hexdigest(),
     }
-    s = LocalStack(
-        data_dir=root / "data",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=root / "logs",
+    # Tests hammer one key on purpose, so no rate limit; it has its own (tests/gateway/
+    # test_keys.py).
+    s = LocalStack.for_tenants(
+        root,
+        keys,
         # The core platform without evolution: notes stay exactly as written (`pending`), so
         # these tests can compare them field by field. Evolution has its own stack.
         evolution=False,
-        extra_env={
-            "AMEM_API_KEYS": json.dumps(keys),
+        env={
             "AMEM_MAX_BATCH": str(MAX_BATCH),
             "AMEM_MAX_BODY_BYTES": str(256 * 1024),
             "AMEM_LOG_LEVEL": "INFO",
-            # Tests hammer one key on purpose; the rate limit has its own (tests/gateway/
-            # test_keys.py).
-            "AMEM_RATE_LIMIT": "",
             # Retrieval counts land within the test's wait (the default is 10 s).
             "AMEM_ACCESS_FLUSH_S": "0.5",
         },

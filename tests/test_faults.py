@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from amem.core.model import Note
-from amem.devstack import LocalStack, free_port
+from amem.devstack import LocalStack
 from tests.conftest import KEY_A, client_for
 
 DEADLINE_S = 2
@@ -36,20 +36,16 @@ WORST_S = 2 * DEADLINE_S + 2
 @pytest.fixture(scope="module")
 def fstack(tmp_path_factory) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("faults")
-    s = LocalStack(
-        data_dir=root / "data",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=root / "logs",
-        extra_env={
-            "AMEM_API_KEYS": json.dumps({"tenant-a": KEY_A}),
+    # No rate limit: fast 503s make the load loop fast; the limit is tested elsewhere.
+    s = LocalStack.for_tenants(
+        root,
+        {"tenant-a": KEY_A},
+        env={
             "AMEM_EMBEDDING_TIMEOUT_S": str(DEADLINE_S),
             "AMEM_CHROMA_TIMEOUT_S": str(DEADLINE_S),
             "AMEM_EVOLUTION_EMBEDDING_TIMEOUT_S": str(DEADLINE_S),
             "AMEM_EVOLUTION_CHROMA_TIMEOUT_S": str(DEADLINE_S),
             "AMEM_EVOLUTION_SCAN_INTERVAL_S": "1",
-            # Fast 503s make the load loop fast; the rate limit is tested elsewhere.
-            "AMEM_RATE_LIMIT": "",
         },
     )
     try:

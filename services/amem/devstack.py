@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import random
 import shutil
@@ -176,6 +177,37 @@ class LocalStack:
     # Start an embedding service (else use the one already at `embedding_port`).
     embedding: bool = True
     processes: dict[str, Process] = field(default_factory=dict)
+
+    @classmethod
+    def for_tenants(
+        cls,
+        root: Path,
+        keys: dict[str, str],
+        *,
+        env: dict[str, str] | None = None,
+        rate_limit: str = "",
+        embedding_from: LocalStack | None = None,
+        **fields,
+    ) -> LocalStack:
+        """A stack under `root` (`data/`, `logs/`) on free ports, serving these tenants' API
+        keys (tenant -> key or "sha256:<hex>") and no development key, with `env` for its
+        processes. The per-key rate limit is off unless `rate_limit` sets one: benchmarks and
+        most tests drive the service, not the limit. With `embedding_from`, it uses that
+        stack's embedding service instead of starting its own."""
+        if embedding_from is not None:
+            fields.update(embedding=False, embedding_port=embedding_from.embedding_port)
+        return cls(
+            data_dir=root / "data",
+            log_dir=root / "logs",
+            gateway_port=free_port(),
+            dev_api_key=None,
+            extra_env={
+                "AMEM_API_KEYS": json.dumps(keys),
+                "AMEM_RATE_LIMIT": rate_limit,
+                **(env or {}),
+            },
+            **fields,
+        )
 
     @property
     def gateway_url(self) -> str:

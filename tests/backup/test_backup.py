@@ -63,18 +63,11 @@ def _boto_args() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def bstack(stack: LocalStack, tmp_path_factory) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("backup")
-    s = LocalStack(
-        data_dir=root / "data",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=root / "logs",
+    s = LocalStack.for_tenants(
+        root,
+        {"tenant-a": KEY_A, "tenant-b": KEY_B, "tenant-c": KEY_C},
+        embedding_from=stack,
         evolution=False,
-        embedding=False,
-        embedding_port=stack.embedding_port,
-        extra_env={
-            "AMEM_API_KEYS": json.dumps({"tenant-a": KEY_A, "tenant-b": KEY_B, "tenant-c": KEY_C}),
-            "AMEM_RATE_LIMIT": "",
-        },
     )
     try:
         s.start()

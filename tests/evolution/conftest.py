@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from amem.devstack import LocalStack, free_port
+from amem.devstack import LocalStack
 from tests.conftest import KEY_A, KEY_B, client_for
 from tests.scripted_llm import Reply, ScriptedLLM, answer, step
 
@@ -65,18 +65,13 @@ def evo_stack(stack, scripted, tmp_path_factory) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("evo")
     keys = {"tenant-a": KEY_A, "tenant-b": KEY_B, "tenant-budget": KEY_BUDGET}
     quotas = json.dumps({"tenant-budget": {"llm_tokens_per_day": BUDGET}})
-    s = LocalStack(
-        data_dir=root / "data",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=root / "logs",
-        embedding=False,
-        embedding_port=stack.embedding_port,
-        extra_env={
-            "AMEM_API_KEYS": json.dumps(keys),
+    s = LocalStack.for_tenants(
+        root,
+        keys,
+        embedding_from=stack,
+        env={
             "AMEM_EVOLUTION_LLM_BASE_URL": scripted.url,
             "AMEM_QUOTAS": quotas,
-            "AMEM_RATE_LIMIT": "",
             "AMEM_EVOLUTION_QUOTAS": quotas,
             **LLM_ENV,
         },

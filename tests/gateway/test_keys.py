@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from amem.devstack import LocalStack, free_port
+from amem.devstack import LocalStack
 from tests.conftest import KEY_A
 
 ADMIN = "admin-" + uuid.uuid4().hex
@@ -27,32 +27,21 @@ RATE = 20  # requests per second per key
 def replicas(stack: LocalStack, tmp_path_factory) -> Iterator[tuple[LocalStack, LocalStack]]:
     root = tmp_path_factory.mktemp("keys")
     env = {
-        "AMEM_API_KEYS": json.dumps({"tenant-a": KEY_A}),
         "AMEM_ADMIN_API_KEYS": json.dumps([ADMIN]),
         "AMEM_KEYS_REFRESH_S": "1",
-        "AMEM_RATE_LIMIT": f"{RATE}/second",
         "AMEM_QUOTAS": json.dumps({"small": {"notes": 3}}),
     }
-    first = LocalStack(
-        data_dir=root / "one",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=root / "logs-one",
-        evolution=False,
-        embedding=False,
-        embedding_port=stack.embedding_port,
-        extra_env=env,
-    )
-    # The second replica: its own gateway over the first one's ChromaDB.
-    second = LocalStack(
-        data_dir=root / "two",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=root / "logs-two",
-        evolution=False,
-        embedding=False,
-        embedding_port=stack.embedding_port,
-        extra_env=env,
+    first, second = (
+        LocalStack.for_tenants(
+            root / name,
+            {"tenant-a": KEY_A},
+            env=env,
+            rate_limit=f"{RATE}/second",
+            embedding_from=stack,
+            evolution=False,
+        )
+        # The second replica: its own gateway over the first one's ChromaDB (below).
+        for name in ("one", "two")
     )
     try:
         first.start()

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from amem.devstack import LocalStack, free_port
+from amem.devstack import LocalStack
 from tests.conftest import KEY_A, KEY_B, client_for
 from tests.otlp_collector import InMemoryCollector, Span
 
@@ -29,13 +29,10 @@ def collector() -> Iterator[InMemoryCollector]:
 @pytest.fixture(scope="module")
 def traced(collector: InMemoryCollector, tmp_path_factory) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("traced")
-    s = LocalStack(
-        data_dir=root / "data",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=root / "logs",
-        extra_env={
-            "AMEM_API_KEYS": json.dumps({"tenant-a": KEY_A, "tenant-b": KEY_B}),
+    s = LocalStack.for_tenants(
+        root,
+        {"tenant-a": KEY_A, "tenant-b": KEY_B},
+        env={
             "AMEM_LOG_LEVEL": "DEBUG",
             "AMEM_EVOLUTION_LOG_LEVEL": "DEBUG",
             "AMEM_EVOLUTION_SCAN_INTERVAL_S": "1",

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from amem.devstack import LocalStack, free_port
+from amem.devstack import LocalStack
 
 KS = (1, 5, 10, 25)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -155,17 +155,8 @@ def run(
     conversations = json.loads(data.read_text())
     keys = {f"locomo-{i}": f"key-{i}" for i in range(len(conversations))}
     workdir = Path(tempfile.mkdtemp(prefix="amem-eval-"))
-    stack = LocalStack(
-        data_dir=workdir / "data",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=workdir / "logs",
-        evolution=evolution,
-        extra_env={
-            "AMEM_API_KEYS": json.dumps(keys),
-            "AMEM_MAX_WAIT_S": "60",
-            "AMEM_RATE_LIMIT": "",
-        },
+    stack = LocalStack.for_tenants(
+        workdir, keys, evolution=evolution, env={"AMEM_MAX_WAIT_S": "60"}
     )
     timings: dict[str, float] = {}
     results: dict[str, dict[str, Any]] = {}

@@ -48,7 +48,7 @@ from amem.bench.locomo import DEFAULT_DATA, sessions
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import EvolutionStatus, Note
 from amem.core.store import NoteStore
-from amem.devstack import LocalStack, free_port
+from amem.devstack import LocalStack
 
 KEY = "bench-key"
 TENANT = "dev"
@@ -540,14 +540,7 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
 
     workdir = Path(tempfile.mkdtemp(prefix="amem-bench-"))
     keys = {TENANT: KEY, SEARCH_TENANT: f"{SEARCH_TENANT}-key"}
-    stack = LocalStack(
-        data_dir=workdir / "data",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=workdir / "logs",
-        # The benchmark measures the service, not the per-key rate limit.
-        extra_env={"AMEM_API_KEYS": json.dumps(keys), "AMEM_RATE_LIMIT": ""},
-    )
+    stack = LocalStack.for_tenants(workdir / "stack", keys)
     stack.start()
     result: dict[str, Any] = {}
     try:
@@ -566,15 +559,7 @@ async def _run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str
         stack.stop()
     # The acknowledgement path alone: the same writes with no evolution service competing for
     # the CPU (notes stay pending).
-    bare = LocalStack(
-        data_dir=workdir / "bare",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=workdir / "logs-bare",
-        evolution=False,
-        # The benchmark measures the service, not the per-key rate limit.
-        extra_env={"AMEM_API_KEYS": json.dumps(keys), "AMEM_RATE_LIMIT": ""},
-    )
+    bare = LocalStack.for_tenants(workdir / "bare", keys, evolution=False)
     bare.start()
     try:
         result["write_no_evolution"] = await write_path(
@@ -604,17 +589,8 @@ async def _scale(args: argparse.Namespace, log: Callable[[str], None]) -> dict[s
     base, backend = encoder.encode(texts, batch_size=64).vectors, encoder.backend
     del encoder
     workdir = Path(tempfile.mkdtemp(prefix="amem-bench-scale-"))
-    stack = LocalStack(
-        data_dir=workdir / "data",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=workdir / "logs",
-        evolution=False,
-        extra_env={
-            "AMEM_API_KEYS": json.dumps({SEARCH_TENANT: f"{SEARCH_TENANT}-key"}),
-            "AMEM_RATE_LIMIT": "",
-        },
-    )
+    keys = {SEARCH_TENANT: f"{SEARCH_TENANT}-key"}
+    stack = LocalStack.for_tenants(workdir, keys, evolution=False)
     stack.start()
     try:
         rows, rate = await search_sweep(stack, base, texts, queries, args.sizes, rng, log)

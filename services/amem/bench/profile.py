@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import numpy as np
 
 from amem.bench.perf import DEFAULT_DATA, SEARCH_TENANT, corpus, grow
 from amem.core.store import NoteStore
-from amem.devstack import LocalStack, free_port
+from amem.devstack import LocalStack
 
 
 def top_frames(collapsed: Path, n: int = 25) -> list[tuple[str, float]]:
@@ -81,14 +80,7 @@ def main() -> int:
     base = Encoder(EmbeddingSettings()).encode(texts, batch_size=64).vectors
     workdir = Path(tempfile.mkdtemp(prefix="amem-profile-"))
     key = f"{SEARCH_TENANT}-key"
-    stack = LocalStack(
-        data_dir=workdir / "data",
-        gateway_port=free_port(),
-        dev_api_key=None,
-        log_dir=workdir / "logs",
-        evolution=False,
-        extra_env={"AMEM_API_KEYS": json.dumps({SEARCH_TENANT: key}), "AMEM_RATE_LIMIT": ""},
-    )
+    stack = LocalStack.for_tenants(workdir, {SEARCH_TENANT: key}, evolution=False)
     stack.start()
     try:
         store = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=120)
