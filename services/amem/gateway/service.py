@@ -13,7 +13,7 @@ from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcno
 from amem.core.quotas import Quotas, UsageStore, today
 from amem.core.store import NoteStore
 from amem.gateway.access import AccessRecorder
-from amem.gateway.commit import GroupCommit
+from amem.gateway.commit import GroupCommit, WriteEmbedder
 from amem.gateway.erasure import scrub
 from amem.gateway.evolution import EvolutionHook
 from amem.gateway.lexical import LexicalIndex
@@ -48,6 +48,7 @@ class MemoryService:
         self._lexical = lexical
         self._access = access
         self._commit = GroupCommit(store)
+        self._write_embedder = WriteEmbedder(embedder)
         self._rrf_k = rrf_k
         self._candidates = candidates
         self._quotas = quotas or Quotas()
@@ -70,11 +71,11 @@ class MemoryService:
             for before, note in zip(notes, notes[1:], strict=False):
                 note.follows = note.follows or before.id
         await self._check_links(tenant, {link for n in notes for link in n.links} | named)
-        embedded = await self._embedder.embed([n.embedding_text() for n in notes])
-        await self._commit.put(tenant, notes, embedded.vectors)
+        embedded = await self._write_embedder.embed([n.embedding_text() for n in notes])
+        await self._commit.put(tenant, notes, [vector for vector, _ in embedded])
         await self._index(tenant, notes)
         await self._evolution.notes_changed(tenant, [n.id for n in notes])
-        return list(zip(notes, embedded.truncated, strict=True))
+        return [(note, truncated) for note, (_, truncated) in zip(notes, embedded, strict=True)]
 
     async def _check_notes_quota(self, tenant: str, adding: int) -> None:
         """Refuse writes beyond the tenant's `notes` quota. Concurrent writes can overshoot it
