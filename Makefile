@@ -100,7 +100,7 @@ BENCH_ARGS ?=
 bench: install
 	$(PY) -m amem.bench.perf --data $(LOCOMO) $(BENCH_ARGS)
 
-# Search only, in a tenant grown to 1M synthetic notes (~40 min here, most of it loading):
+# Search only, in a tenant grown to 1M synthetic notes (~32 min here, most of it loading):
 # writes docs/bench/scale.{json,md} and docs/bench/search-scale.png.
 bench-scale: install
 	$(PY) -m amem.bench.perf --scale --data $(LOCOMO) $(BENCH_ARGS)
