@@ -10,30 +10,36 @@ import httpx
 from tests.conftest import KEY_A
 
 
+def _counts(api, histogram: str) -> tuple[float, float]:
+    """(observations, sum) of one of the gateway's histograms so far."""
+    text = api.get("/metrics").text
+    count = re.search(rf"^{histogram}_count (\S+)$", text, re.M)
+    total = re.search(rf"^{histogram}_sum (\S+)$", text, re.M)
+    return (float(count.group(1)), float(total.group(1))) if count and total else (0.0, 0.0)
+
+
 def _commit_counts(api) -> tuple[float, float]:
     """(upserts, notes) made by the gateway's group commit so far."""
-    text = api.get("/metrics").text
-    count = re.search(r"^amem_gateway_commit_notes_count (\S+)$", text, re.M)
-    total = re.search(r"^amem_gateway_commit_notes_sum (\S+)$", text, re.M)
-    return (float(count.group(1)), float(total.group(1))) if count and total else (0.0, 0.0)
+    return _counts(api, "amem_gateway_commit_notes")
+
+
+def _write_all(stack, contents: list[str], user_id: str) -> list[httpx.Response]:
+    """Write every content at once, one request each."""
+
+    async def run() -> list[httpx.Response]:
+        headers = {"Authorization": f"Bearer {KEY_A}"}
+        async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as client:
+            body = {"user_id": user_id}
+            return await asyncio.gather(
+                *[client.post("/v1/memories", json={**body, "content": c}) for c in contents]
+            )
+
+    return asyncio.run(run())
 
 
 def test_concurrent_writes_share_upserts_and_all_land(api, stack, user_id):
     before = _commit_counts(api)
-
-    async def write_all() -> list[httpx.Response]:
-        headers = {"Authorization": f"Bearer {KEY_A}"}
-        async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as client:
-            return await asyncio.gather(
-                *[
-                    client.post(
-                        "/v1/memories", json={"content": f"parallel note {i}", "user_id": user_id}
-                    )
-                    for i in range(48)
-                ]
-            )
-
-    replies = asyncio.run(write_all())
+    replies = _write_all(stack, [f"parallel note {i}" for i in range(48)], user_id)
     assert [r.status_code for r in replies] == [201] * 48
     for r in replies:
         assert api.get(f"/v1/memories/{r.json()['id']}").status_code == 200
@@ -45,10 +51,7 @@ def test_concurrent_writes_share_upserts_and_all_land(api, stack, user_id):
 
 def _embed_counts(api) -> tuple[float, float]:
     """(embedding calls, texts) the gateway made for new notes so far."""
-    text = api.get("/metrics").text
-    count = re.search(r"^amem_gateway_write_embed_texts_count (\S+)$", text, re.M)
-    total = re.search(r"^amem_gateway_write_embed_texts_sum (\S+)$", text, re.M)
-    return (float(count.group(1)), float(total.group(1))) if count and total else (0.0, 0.0)
+    return _counts(api, "amem_gateway_write_embed_texts")
 
 
 TOPICS = [
@@ -73,18 +76,7 @@ TOPICS = [
 
 def test_concurrent_writes_share_embedding_calls_and_each_keeps_its_own_vector(api, stack, user_id):
     before = _embed_counts(api)
-
-    async def write_all() -> list[httpx.Response]:
-        headers = {"Authorization": f"Bearer {KEY_A}"}
-        async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as client:
-            return await asyncio.gather(
-                *[
-                    client.post("/v1/memories", json={"content": text, "user_id": user_id})
-                    for text in TOPICS
-                ]
-            )
-
-    replies = asyncio.run(write_all())
+    replies = _write_all(stack, TOPICS, user_id)
     assert [r.status_code for r in replies] == [201] * len(TOPICS)
     after = _embed_counts(api)
     calls, texts = after[0] - before[0], after[1] - before[1]

@@ -12,7 +12,8 @@ pays where each call has a fixed cost. The gateway coalesces two things:
   (nothing of theirs was acknowledged).
 - **Write embeddings.** New notes' texts go to the embedding service in one call per group, so
   their vectors come back together and their writes reach the group commit together (one call
-  per write returned them a few at a time, and the commits averaged ~4 notes at 16 clients).
+  per write returned them a few at a time, and the commits averaged under 3 notes at 16
+  clients).
   A call refused for its input (INVALID_ARGUMENT) is retried per caller, so one caller's text
   never fails another's write.
 """
