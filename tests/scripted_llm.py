@@ -40,13 +40,6 @@ def step(request: dict[str, Any]) -> str:
     return request["response_format"]["json_schema"]["name"]
 
 
-def neighbour_ids(request: dict[str, Any]) -> list[str]:
-    """The real note ids the evolution request offers (from its JSON schema)."""
-    return request["response_format"]["json_schema"]["schema"]["properties"]["links"]["items"][
-        "enum"
-    ]
-
-
 def user_prompt(request: dict[str, Any]) -> str:
     return request["messages"][-1]["content"]
 

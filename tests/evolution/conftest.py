@@ -29,12 +29,21 @@ LLM_ENV = {
 KEY_BUDGET = "key-tenant-budget-" + uuid.uuid4().hex
 BUDGET = 300
 
-_OFFERED = re.compile(r"^\[([^\]]+)\] (.*)$", re.MULTILINE)
+_OFFERED = re.compile(r"^\[(m\d+)\] (.*)$", re.MULTILINE)
+_NEW = re.compile(r"^New note:\n(.*)$", re.MULTILINE)
 
 
 def offered(request: dict) -> dict[str, str]:
-    """note id -> content of every note shown in an evolution prompt (the new one first)."""
+    """handle -> content of each neighbour an evolution prompt shows, in order. A reply names
+    a neighbour by its handle (m1, m2, ...), which the evolution service maps to its id."""
     return {m.group(1): m.group(2) for m in _OFFERED.finditer(request["messages"][-1]["content"])}
+
+
+def new_note(request: dict) -> str:
+    """The content of the new note an evolution prompt is about."""
+    found = _NEW.search(request["messages"][-1]["content"])
+    assert found, request["messages"][-1]["content"]
+    return found.group(1)
 
 
 def default_responder(request: dict) -> Reply:

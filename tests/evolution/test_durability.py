@@ -17,7 +17,7 @@ from amem.devstack import free_port
 from amem.evolution.brain import OfflineBrain
 from amem.evolution.engine import Engine
 from amem.evolution.scheduler import owner_of
-from tests.evolution.conftest import default_responder, offered, remember, settled
+from tests.evolution.conftest import default_responder, new_note, offered, remember, settled
 from tests.scripted_llm import Reply, answer, step
 
 
@@ -146,7 +146,7 @@ def test_a_journalled_plan_is_finished_not_redecided(evo, scripted, restart_evol
         if step(request) == "Construction":
             assert new.content not in request["messages"][-1]["content"]
         else:
-            assert next(iter(offered(request))) != new.id
+            assert new_note(request) != new.content
     hub_now = settled(evo, hub["id"])
     entries = [e for e in hub_now["evolution_history"] if e.get("plan") == plan["id"]]
     assert len(entries) == 1 and hub_now["context"] == "rewritten once"
@@ -171,7 +171,7 @@ def test_two_replicas_serialise_a_tenants_evolutions(evo, scripted, restart_evol
         if step(request) == "Construction":
             return default_responder(request)
         shown = offered(request)
-        new_id, new_content = next(iter(shown.items()))
+        new_content = new_note(request)
         hub_id = next(i for i, c in shown.items() if c.startswith("HUB"))
         # A slow LLM widens the window in which unserialised writers would overwrite each other.
         return Reply(
@@ -181,7 +181,11 @@ def test_two_replicas_serialise_a_tenants_evolutions(evo, scripted, restart_evol
                     "links": [hub_id],
                     "tags": [],
                     "neighbour_updates": [
-                        {"id": hub_id, "context": f"last: {new_content[:40]}", "tags": [new_id[:8]]}
+                        {
+                            "id": hub_id,
+                            "context": f"last: {new_content[:40]}",
+                            "tags": [new_content.split()[1]],
+                        }
                     ],
                 }
             ).content,

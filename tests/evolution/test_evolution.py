@@ -96,13 +96,15 @@ def test_hallucinated_and_unshown_ids_are_dropped(evo, scripted, user_id):
     def responder(request):
         if step(request) == "Construction":
             return answer({"keywords": ["k"], "context": "c", "tags": ["t"]})
-        real = list(offered(request))[1]  # the first listed is the new note itself
+        real = next(iter(offered(request)))
         return answer(
             {
-                "links": ["made-up-id", elsewhere["id"], real, real],
+                # m9: a handle the prompt never showed, from a server that ignores the schema.
+                "links": ["made-up-id", "m9", elsewhere["id"], real, real],
                 "tags": ["t"],
                 "neighbour_updates": [
                     {"id": "made-up-id", "context": "x", "tags": ["x"]},
+                    {"id": "m9", "context": "x", "tags": ["x"]},
                     {"id": elsewhere["id"], "context": "leak", "tags": ["leak"]},
                 ],
             }
@@ -113,6 +115,19 @@ def test_hallucinated_and_unshown_ids_are_dropped(evo, scripted, user_id):
     assert new["links"] == [shown["id"]]
     untouched = evo.get(f"/v1/memories/{elsewhere['id']}").json()
     assert untouched["context"] != "leak" and untouched["version"] == elsewhere["version"]
+
+
+def test_handles_written_as_tags_are_dropped_and_keep_the_neighbours_tags(evo, scripted, user_id):
+    # Gemma 3 270M often fills tag lists with the handles it was shown (m1, m2, ...).
+    old = remember(evo, content="Greenhouse sensors report humidity hourly", user_id=user_id)
+    scripted.set(
+        _evolve_towards("Greenhouse sensors", context="Sensors: hourly, then live", tags=["m1"])
+    )
+    new = remember(evo, content="Greenhouse sensors switch to live humidity", user_id=user_id)
+    assert new["links"] == [old["id"]]
+    neighbour = evo.get(f"/v1/memories/{old['id']}").json()
+    assert neighbour["context"] == "Sensors: hourly, then live"
+    assert neighbour["tags"] == old["tags"] and old["tags"]
 
 
 def test_revert_undoes_one_step(evo, scripted, user_id):

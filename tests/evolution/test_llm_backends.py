@@ -44,16 +44,16 @@ def _generate(llm, reply=Construction, schema=None):
 
 @pytest.mark.parametrize("kind", ["openai", "ollama"])
 def test_request_shape_and_usage(kind, fake):
-    schema = evolution_schema(["id-1", "id-2"])
+    schema = evolution_schema(2)
     fake.set(
         lambda request: Reply(
-            content='{"links": ["id-1"], "tags": [], "neighbour_updates": []}',
+            content='{"links": ["m1"], "tags": [], "neighbour_updates": []}',
             prompt_tokens=11,
             completion_tokens=7,
         )
     )
     parsed, usage = _generate(_backend(kind, fake), Evolution, schema)
-    assert parsed.links == ["id-1"]
+    assert parsed.links == ["m1"]
     assert (usage.prompt_tokens, usage.completion_tokens) == (11, 7)
     [request] = fake.requests
     assert request["model"] == "m"
@@ -66,7 +66,7 @@ def test_request_shape_and_usage(kind, fake):
         sent = request["format"]
         assert request["stream"] is False
         assert request["options"]["num_predict"] == 768
-    assert sent["properties"]["links"]["items"]["enum"] == ["id-1", "id-2"]
+    assert sent["properties"]["links"]["items"]["enum"] == ["m1", "m2"]
 
 
 @pytest.mark.parametrize("kind", ["openai", "ollama"])

@@ -68,7 +68,7 @@ def test_related_notes_get_constructed_linked_and_evolved(
         note = remember(evo, content=content, user_id=user_id)
         notes.append(settled(evo, note["id"], timeout=600))  # a slow CPU may outlast ?wait
     for note in notes:
-        assert note["status"] == "done", note
+        assert note["status"] == "done", note["status_reason"]
         assert note["keywords"] and note["context"] and note["tags"], note
     final = {n["id"]: evo.get(f"/v1/memories/{n['id']}").json() for n in notes}
     ids = set(final)

@@ -46,16 +46,17 @@ class LLMBrain:
     async def evolve(
         self, tenant: str, note: Note, neighbours: list[ScoredNote]
     ) -> tuple[Evolution, Usage]:
-        listed = [
-            n.note.model_dump(include={"id", "content", "context", "tags"}) for n in neighbours
-        ]
-        new = note.model_dump(include={"id", "content", "context", "tags"})
-        return await self._llm.generate(
-            prompts.evolution_prompt(new, listed),
+        fields = {"content", "context", "tags"}
+        reply, usage = await self._llm.generate(
+            prompts.evolution_prompt(
+                note.model_dump(include=fields),
+                [n.note.model_dump(include=fields) for n in neighbours],
+            ),
             Evolution,
-            prompts.evolution_schema([n.note.id for n in neighbours]),
+            prompts.evolution_schema(len(neighbours)),
             tenant=tenant,
         )
+        return prompts.resolve(reply, [n.note.id for n in neighbours]), usage
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")

@@ -235,7 +235,12 @@ class Engine:
         if any(e.get("plan") == plan["id"] for e in neighbour.evolution_history):
             return  # applied before a restart
         before = {f: getattr(neighbour, f) for f in _NEIGHBOUR_FIELDS}
-        after = {"context": update["context"], "tags": list(dict.fromkeys(update["tags"]))}
+        # An update without a context or tags keeps the neighbour's, as a reply without tags
+        # keeps the new note's: a small model's empty list is no reason to erase them.
+        after = {
+            "context": update["context"] or before["context"],
+            "tags": list(dict.fromkeys(update["tags"])) or before["tags"],
+        }
         if after == before:
             return
         updated = neighbour.model_copy(update=after)
