@@ -110,6 +110,8 @@ async def _backup(args: argparse.Namespace, store: NoteStore) -> int:
     count = sum(t["notes"] for t in manifest["tenants"].values())
     tenants = len(manifest["tenants"])
     print(f"{manifest['name']}: {count} notes of {tenants} tenants in {target.url}")
+    for collection, entry in manifest["system"].items():
+        print(f"{collection}: {entry['records']} records")
     if args.keep:
         for name in notes.prune(target, args.keep):
             print(f"deleted {name} (keeping the newest {args.keep})")
@@ -127,8 +129,10 @@ async def _restore(args: argparse.Namespace, store: NoteStore) -> int:
         restored = await notes.restore(store, target, manifest, args.tenant, progress=bars)
     finally:
         bars.close()
-    for tenant, count in restored.items():
+    for tenant, count in restored.notes.items():
         print(f"{tenant}: {count} notes restored from {manifest['name']}")
+    for collection, count in restored.system.items():
+        print(f"{collection}: {count} records restored (the others were there already)")
     return 0
 
 

@@ -4,6 +4,7 @@ an S3 bucket served by moto's server mode (a TEST DOUBLE of S3, speaking its HTT
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -20,10 +21,12 @@ import chromadb
 import httpx
 import pytest
 
+from amem.core.quotas import UsageStore, today
 from amem.devstack import LocalStack, Process, free_port, http_ok, wait_until
 from tests.conftest import KEY_A, KEY_B, client_for, create
 
 KEY_C = "key-tenant-c-" + uuid.uuid4().hex
+ADMIN = "admin-" + uuid.uuid4().hex
 BUCKET = "amem-backups"
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -66,6 +69,7 @@ def bstack(stack: LocalStack, tmp_path_factory) -> Iterator[LocalStack]:
     s = LocalStack.for_tenants(
         root,
         {"tenant-a": KEY_A, "tenant-b": KEY_B, "tenant-c": KEY_C},
+        env={"AMEM_ADMIN_API_KEYS": json.dumps([ADMIN]), "AMEM_KEYS_REFRESH_S": "1"},
         embedding_from=stack,
         evolution=False,
     )
@@ -147,10 +151,34 @@ def seed(api: httpx.Client, n: int, user: str) -> list[dict]:
     return made
 
 
+def _eventually(check, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def _tokens(api: httpx.Client) -> int:
+    r = api.get("/v1/usage")
+    assert r.status_code == 200, r.text
+    return r.json()["llm_tokens"]
+
+
 def test_restore_from_s3_after_losing_everything_gives_back_notes_links_and_search(
     bstack: LocalStack, s3: str
 ) -> None:
-    with client_for(bstack, KEY_A) as a, client_for(bstack, KEY_B) as b:
+    with (
+        client_for(bstack, KEY_A) as a,
+        client_for(bstack, KEY_B) as b,
+        client_for(bstack, ADMIN) as admin,
+    ):
+        # A managed key of a tenant that holds no notes, and a day's LLM usage as evolution
+        # counts it: neither lives in a tenant's collection.
+        issued = admin.post("/v1/admin/keys", json={"tenant": "acme", "name": "dr"}).json()
+        usage = UsageStore("127.0.0.1", bstack.chroma_port)
+        asyncio.run(usage.add("tenant-a", today(), 500))
+        managed = client_for(bstack, issued["key"])
+        assert managed.get("/v1/memories").status_code == 200 and _tokens(a) == 500
         seed(a, 24, "alice")
         seed(b, 5, "bob")
         # Evolution-shaped fields survive too: a PATCH gives a note changed fields.
@@ -162,7 +190,8 @@ def test_restore_from_s3_after_losing_everything_gives_back_notes_links_and_sear
 
         done = amem(bstack, "backup", f"s3://{BUCKET}/prod", s3_url=s3)
         assert done.returncode == 0, done.stderr.decode()
-        assert b"29 notes of 2 tenants" in done.stdout
+        assert b"29 notes of 3 tenants" in done.stdout  # acme holds none
+        assert b"amemsys-api-keys: 1 records" in done.stdout
 
         # Disaster: every collection dropped behind the services' backs.
         chroma = chromadb.HttpClient(host="127.0.0.1", port=bstack.chroma_port)
@@ -170,6 +199,8 @@ def test_restore_from_s3_after_losing_everything_gives_back_notes_links_and_sear
             chroma.delete_collection(col.name)
         # The gateway notices without a restart: a plain 404, not an error.
         assert a.get(f"/v1/memories/{first}").status_code == 404
+        _eventually(lambda: managed.get("/v1/memories").status_code == 401, "key still works")
+        assert _tokens(a) == 0
 
         done = amem(bstack, "restore", f"s3://{BUCKET}/prod", s3_url=s3)
         assert done.returncode == 0, done.stderr.decode()
@@ -185,6 +216,19 @@ def test_restore_from_s3_after_losing_everything_gives_back_notes_links_and_sear
         while searches(a) != found_before and time.monotonic() < deadline:
             time.sleep(0.5)
         assert searches(a) == found_before
+        _eventually(lambda: managed.get("/v1/memories").status_code == 200, "key not restored")
+        assert _tokens(a) == 500
+
+        # A restore into a live deployment keeps what changed since: a key revoked after the
+        # backup stays revoked, and a counter that grew keeps its count.
+        assert admin.delete(f"/v1/admin/keys/{issued['id']}").status_code == 200
+        asyncio.run(usage.add("tenant-a", today(), 100))
+        done = amem(bstack, "restore", f"s3://{BUCKET}/prod", s3_url=s3)
+        assert done.returncode == 0, done.stderr.decode()
+        assert b"amemsys-api-keys: 0 records restored" in done.stdout
+        time.sleep(2)  # two key refreshes
+        assert managed.get("/v1/memories").status_code == 401 and _tokens(a) == 600
+        managed.close()
 
         # Restoring again, into a deployment that has every note, duplicates nothing.
         done = amem(bstack, "restore", f"s3://{BUCKET}/prod", "--tenant", "tenant-b", s3_url=s3)

@@ -4,7 +4,9 @@ decision, and every fault, is deterministic."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import threading
 import time
 
@@ -331,6 +333,34 @@ def test_erasure_scrubs_what_evolution_copied_into_neighbours_and_returns_a_rece
     )
     assert neighbour["id"] not in [h["memory"]["id"] for h in hits.json()["results"]]
     assert evo.get(f"/v1/memories/{other['id']}").json()["context"] == other["context"]
+
+
+def test_an_erasure_cut_short_leaves_the_note_and_its_retry_finishes_it(
+    evo, stack, scripted, user_id
+):
+    neighbour = remember(evo, content="Orchard pruning is planned for February", user_id=user_id)
+    scripted.set(
+        _evolve_towards("Orchard pruning", context="Pruning; the orchard is for sale", tags=["x"])
+    )
+    secret = remember(evo, content="The orchard is for sale, tell no one", user_id=user_id)
+    assert "for sale" in evo.get(f"/v1/memories/{neighbour['id']}").json()["context"]
+
+    # The scrub re-embeds the neighbour: with the embedding service hung, the erasure fails.
+    embedding = stack.processes["embedding"].popen.pid
+    os.kill(embedding, signal.SIGSTOP)
+    try:
+        r = evo.delete(f"/v1/memories/{secret['id']}")
+    finally:
+        os.kill(embedding, signal.SIGCONT)
+    assert r.status_code == 503, r.text
+    assert evo.get(f"/v1/memories/{secret['id']}").status_code == 200  # nothing half-done
+    assert "for sale" in evo.get(f"/v1/memories/{neighbour['id']}").json()["context"]
+
+    r = evo.delete(f"/v1/memories/{secret['id']}")
+    assert r.status_code == 200, r.text
+    assert [line["memory_id"] for line in r.json()["scrubbed"]] == [neighbour["id"]]
+    assert evo.get(f"/v1/memories/{secret['id']}").status_code == 404
+    assert "for sale" not in json.dumps(evo.get(f"/v1/memories/{neighbour['id']}").json())
 
 
 def test_a_spent_llm_budget_defers_evolution_but_keeps_notes_stored_and_searchable(evo_stack):

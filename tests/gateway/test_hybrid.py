@@ -201,12 +201,13 @@ def test_equal_scores_are_ordered_by_id(stack):
 def test_a_pull_larger_than_one_deadline_still_lands(stack):
     """Another process loads more notes than one read can fetch within the index's deadline:
     the pull reads them a page at a time, each page with its own deadline, and catches up (a
-    pull that read them in one call timed out and retried forever)."""
+    pull that read them in one call timed out and retried forever). The store's own reads of
+    that many ids put the deadline on each chunk, too."""
     tenant = "bulk-" + uuid.uuid4().hex[:8]
     first, last = _word(), _word()
     rng = np.random.default_rng(0)
 
-    async def run() -> tuple[list[str], list[str], int]:
+    async def run() -> tuple[list[str], list[str], int, int]:
         writer = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=60)
         # With this deadline one read of all 12,000 notes times out here; a page of 1,000 does not.
         store = NoteStore("127.0.0.1", stack.chroma_port, timeout_s=0.6)
@@ -215,8 +216,10 @@ def test_a_pull_larger_than_one_deadline_still_lands(stack):
             seed = Note(content="the tenant's first note")
             await writer.put(tenant, [seed], [_unit(rng, 1)[0]])
             assert await index.wait_loaded(tenant, timeout_s=30)
+            ids = [seed.id]
             for start in range(0, 12_000, 1_000):
                 notes = [Note(content=f"bulk note {start + i}") for i in range(1_000)]
+                ids += [n.id for n in notes]
                 if start == 0:
                     notes[0].content += f" {first}"
                 if start == 11_000:
@@ -231,14 +234,15 @@ def test_a_pull_larger_than_one_deadline_still_lands(stack):
                 await index.search(tenant, first, limit=1, flt=None) or [],
                 await index.search(tenant, last, limit=1, flt=None) or [],
                 await writer.count(tenant),
+                len(await store.get_many(tenant, ids)),
             )
         finally:
             await index.close()
             await store.close()
             await writer.close()
 
-    found_first, found_last, stored = asyncio.run(run())
-    assert stored == 12_001
+    found_first, found_last, stored, read = asyncio.run(run())
+    assert stored == read == 12_001
     assert len(found_first) == 1 and len(found_last) == 1
 
 

@@ -11,8 +11,16 @@ file twice does not duplicate it), and a line without `embedding` is embedded by
 service.
 
 A backup is a folder `amem-backup-<UTC time>` on a target (targets.py) holding one gzipped
-note file per tenant and, written last, `manifest.json`: a folder without a manifest is an
-unfinished backup and is never restored.
+note file per tenant, one gzipped file per system collection (managed API keys, LLM usage
+counters: `{"id": ..., "metadata": {...}}` lines; every record, or those of the tenants
+chosen)
+and, written last, `manifest.json`: a folder without a manifest is an unfinished backup and is
+never restored.
+
+A restore merges system records rather than overwriting them: a key is added only where the
+deployment lacks its id, so a restore never brings back a key revoked or expired since the
+backup (keys revoked after the backup, in a deployment that lost them, do come back: revoke
+them again); a usage counter takes the larger of the two counts, as counters only grow.
 
 Snapshots are taken while writes continue. A tenant's ids are listed, its notes read in pages,
 then the notes changed since shortly before the listing are read again and the ids deleted
@@ -43,9 +51,10 @@ from pydantic import ValidationError
 
 from amem.backup.targets import Target
 from amem.core.model import Note, utcnow
-from amem.core.store import NoteStore, to_micros
+from amem.core.store import API_KEYS_COLLECTION, USAGE_COLLECTION, NoteStore, to_micros
 
 NOTES_FORMAT = "amem-notes/1"
+SYSTEM_FORMAT = "amem-system/1"
 BACKUP_FORMAT = "amem-backup/1"
 BACKUP_PREFIX = "amem-backup-"
 MANIFEST = "manifest.json"
@@ -192,6 +201,61 @@ async def load(
     return total
 
 
+Record = dict[str, Any]
+
+
+def _add_missing(live: Record | None, saved: Record) -> Record | None:
+    return saved if live is None else None
+
+
+def _larger_count(live: Record | None, saved: Record) -> Record | None:
+    if live is None or int(saved.get("llm_tokens", 0)) > int(live.get("llm_tokens", 0)):
+        return saved
+    return None
+
+
+# amem's own collections a backup carries, each with how a restore merges a saved record into
+# the live one (None: keep the live record). See the module's doc.
+SYSTEM: dict[str, Callable[[Record | None, Record], Record | None]] = {
+    API_KEYS_COLLECTION: _add_missing,
+    USAGE_COLLECTION: _larger_count,
+}
+
+
+def _wanted(meta: Record, tenants: set[str] | None) -> bool:
+    return tenants is None or meta.get("tenant") in tenants
+
+
+async def _save_system(store: NoteStore, name: str, tenants: set[str] | None, path: Path) -> int:
+    records = await store.system(name).get()
+    kept = 0
+    with gzip.open(path, "wb", compresslevel=6) as out:
+        for record_id, meta in sorted(records.items()):
+            if _wanted(meta, tenants):
+                out.write(orjson.dumps({"id": record_id, "metadata": meta}) + b"\n")
+                kept += 1
+    return kept
+
+
+async def _load_system(store: NoteStore, name: str, tenants: set[str] | None, path: Path) -> int:
+    saved: dict[str, Record] = {}
+    with gzip.open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                record = orjson.loads(line)
+                record_id, meta = record["id"], record["metadata"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                raise BackupError(f"{path.name} line {number}: not a system record") from exc
+            if _wanted(meta, tenants):
+                saved[record_id] = meta
+    collection = store.system(name)
+    live = await collection.get(list(saved)) if saved else {}
+    merged = {i: m for i, meta in saved.items() if (m := SYSTEM[name](live.get(i), meta))}
+    if merged:
+        await collection.put(merged)
+    return len(merged)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -248,6 +312,20 @@ async def backup(
                 "sha256": _sha256(path),
             }
             path.unlink()
+        manifest["system"] = {}
+        for collection in SYSTEM:
+            path = Path(tmp) / f"{collection}.jsonl.gz"
+            records = await _save_system(store, collection, set(tenants) if tenants else None, path)
+            key = f"{name}/system/{collection}.jsonl.gz"
+            target.put(key, path)
+            manifest["system"][collection] = {
+                "format": SYSTEM_FORMAT,
+                "file": key.split("/", 1)[1],
+                "records": records,
+                "bytes": path.stat().st_size,
+                "sha256": _sha256(path),
+            }
+            path.unlink()
         manifest["finished_at"] = utcnow().isoformat()
         manifest_path = Path(tmp) / MANIFEST
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -291,6 +369,12 @@ def read_manifest(target: Target, name: str | None) -> dict[str, Any]:
     return manifest
 
 
+@dataclass
+class Restored:
+    notes: dict[str, int]  # by tenant
+    system: dict[str, int]  # records written, by system collection
+
+
 async def restore(
     store: NoteStore,
     target: Target,
@@ -298,23 +382,38 @@ async def restore(
     tenants: Sequence[str] | None = None,
     *,
     progress: Callable[[str, int], Progress] = lambda tenant, total: lambda n: None,
-) -> dict[str, int]:
-    """Upsert the notes of `tenants` (default: all in the backup); returns notes per tenant."""
+) -> Restored:
+    """Upsert the notes of `tenants` (default: all in the backup), then merge their system
+    records (see the module's doc). A backup made before system records were backed up has
+    none, and leaves the deployment's as they are."""
     held = manifest["tenants"]
     if tenants:
         unknown = sorted(set(tenants) - set(held))
         if unknown:
             raise BackupError(f"{manifest['name']} holds no tenant {', '.join(unknown)}")
-    restored = {}
+    chosen = sorted(tenants or held)
+    restored = Restored({}, {})
+
+    def fetch(entry: dict[str, Any], path: Path) -> Path:
+        target.get(f"{manifest['name']}/{entry['file']}", path)
+        if _sha256(path) != entry["sha256"]:
+            raise BackupError(f"{manifest['name']}: {entry['file']} is corrupt (checksum)")
+        return path
+
     with tempfile.TemporaryDirectory(prefix="amem-restore-") as tmp:
-        for tenant in sorted(tenants or held):
+        for tenant in chosen:
             entry = held[tenant]
-            path = Path(tmp) / f"{tenant}.jsonl.gz"
-            target.get(f"{manifest['name']}/{entry['file']}", path)
-            if _sha256(path) != entry["sha256"]:
-                raise BackupError(f"{manifest['name']}: {entry['file']} is corrupt (checksum)")
-            restored[tenant] = await load(
+            path = fetch(entry, Path(tmp) / f"{tenant}.jsonl.gz")
+            restored.notes[tenant] = await load(
                 store, tenant, read_lines(path), progress=progress(tenant, entry["notes"])
+            )
+            path.unlink()
+        for collection, entry in manifest.get("system", {}).items():
+            if collection not in SYSTEM or entry.get("format") != SYSTEM_FORMAT:
+                raise BackupError(f"{manifest['name']}: unknown system collection {collection!r}")
+            path = fetch(entry, Path(tmp) / f"{collection}.jsonl.gz")
+            restored.system[collection] = await _load_system(
+                store, collection, set(tenants) if tenants else None, path
             )
             path.unlink()
     return restored

@@ -26,7 +26,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from amem.core.model import utcnow
-from amem.core.store import SystemCollection
+from amem.core.store import USAGE_COLLECTION, SystemCollection
 
 
 class Quota(BaseModel):
@@ -76,7 +76,7 @@ class UsageStore:
     """LLM tokens spent per tenant and UTC day (record id `<tenant>:<YYYY-MM-DD>`)."""
 
     def __init__(self, host: str, port: int, *, timeout_s: float = 10.0) -> None:
-        self._records = SystemCollection("amemsys-usage", host, port, timeout_s=timeout_s)
+        self._records = SystemCollection(USAGE_COLLECTION, host, port, timeout_s=timeout_s)
         self._cache: dict[str, int] = {}
 
     @staticmethod

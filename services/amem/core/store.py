@@ -136,6 +136,8 @@ def _conjoin(clauses: list[dict[str, Any]], op: str) -> dict[str, Any] | None:
 
 
 def _chunks(items: Sequence[str], size: int = _ID_CHUNK) -> Iterable[Sequence[str]]:
+    """`items` in requests of a size ChromaDB takes. Callers bound each chunk's call by the
+    deadline, not all of them together: a read of many ids takes as long as it must."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -329,8 +331,8 @@ class NoteStore:
             return []
         col = await self._collection(tenant)
         by_id: dict[str, Note] = {}
-        async with self._call("get"):
-            for chunk in _chunks(list(dict.fromkeys(ids))):
+        for chunk in _chunks(list(dict.fromkeys(ids))):
+            async with self._call("get"):
                 got = await col.get(ids=list(chunk), include=["documents", "metadatas"])
                 for note in _notes(got):
                     by_id[note.id] = note
@@ -445,8 +447,8 @@ class NoteStore:
         """The notes among `ids` that exist, each with its stored embedding, in `ids` order."""
         col = await self._collection(tenant)
         by_id: dict[str, tuple[Note, list[float]]] = {}
-        async with self._call("get"):
-            for chunk in _chunks(list(dict.fromkeys(ids))):
+        for chunk in _chunks(list(dict.fromkeys(ids))):
+            async with self._call("get"):
                 got = await col.get(
                     ids=list(chunk), include=["documents", "metadatas", "embeddings"]
                 )
@@ -459,8 +461,8 @@ class NoteStore:
     @_recollect
     async def delete(self, tenant: str, ids: Sequence[str]) -> None:
         col = await self._collection(tenant)
-        async with self._call("delete"):
-            for chunk in _chunks(list(ids)):
+        for chunk in _chunks(list(ids)):
+            async with self._call("delete"):
                 await col.delete(ids=list(chunk))
 
     async def linking_to(self, tenant: str, ids: Sequence[str]) -> list[Note]:
@@ -475,8 +477,8 @@ class NoteStore:
     async def _naming(self, tenant: str, field: str, ids: Sequence[str]) -> list[Note]:
         col = await self._collection(tenant)
         found: dict[str, Note] = {}
-        async with self._call("get"):
-            for chunk in _chunks(list(ids)):
+        for chunk in _chunks(list(ids)):
+            async with self._call("get"):
                 where = _conjoin([{field: {"$contains": i}} for i in chunk], "$or")
                 got = await col.get(where=where, include=["documents", "metadatas"])
                 for note in _notes(got):
@@ -487,6 +489,10 @@ class NoteStore:
         self._collections.clear()
         self._client = None
 
+    def system(self, name: str) -> SystemCollection:
+        """One of amem's own collections on the same ChromaDB."""
+        return SystemCollection(name, self._host, self._port, timeout_s=self._timeout)
+
 
 def _notes(got: Any) -> list[Note]:
     return [
@@ -495,10 +501,15 @@ def _notes(got: Any) -> list[Note]:
     ]
 
 
+# amem's own collections (SystemCollection): managed API keys, and LLM tokens per tenant and day.
+API_KEYS_COLLECTION = "amemsys-api-keys"
+USAGE_COLLECTION = "amemsys-usage"
+
+
 class SystemCollection:
     """A small ChromaDB collection of amem's own records (API keys, usage counters): ids and
     metadata, a placeholder vector each, nothing searched. Named `amemsys-*`, outside the
-    tenants' `amem-*` namespace."""
+    tenants' `amem-*` namespace. Every record's metadata names its `tenant`."""
 
     def __init__(self, name: str, host: str, port: int, *, timeout_s: float = 10.0) -> None:
         self._name = name

@@ -27,14 +27,13 @@ from datetime import datetime, timedelta
 
 from amem.core.errors import NotFound, PermissionDenied, Unauthenticated
 from amem.core.model import utcnow
-from amem.core.store import SystemCollection, from_micros, to_micros
+from amem.core.store import API_KEYS_COLLECTION, SystemCollection, from_micros, to_micros
 from amem.gateway.settings import TENANT_PATTERN
 
 log = logging.getLogger(__name__)
 
 _HASHED = re.compile(r"^sha256:([0-9a-f]{64})$")
 KEY_PREFIX = "amem_"
-_COLLECTION = "amemsys-api-keys"
 
 
 def hash_key(key: str) -> str:
@@ -90,7 +89,7 @@ class KeyStore:
     """Managed keys in ChromaDB: one record per key, by id."""
 
     def __init__(self, host: str, port: int, *, timeout_s: float = 10.0) -> None:
-        self._records = SystemCollection(_COLLECTION, host, port, timeout_s=timeout_s)
+        self._records = SystemCollection(API_KEYS_COLLECTION, host, port, timeout_s=timeout_s)
 
     async def all(self) -> list[ManagedKey]:
         return [ManagedKey.of(i, m) for i, m in (await self._records.get()).items()]

@@ -193,15 +193,15 @@ class MemoryService:
         return await self._erase_ids(tenant, await self._store.ids_where(tenant, flt))
 
     async def _erase_ids(self, tenant: str, ids: Sequence[str]) -> ErasureReceipt:
-        """Delete `ids`, then unlink them and scrub what their evolution wrote elsewhere
-        (erasure.py). If the gateway dies between the delete and the scrub, the neighbours'
-        `influenced_by` still names the deleted ids, but nothing retries the scrub yet (see the
-        README's notes)."""
+        """Unlink `ids` and scrub what their evolution wrote elsewhere (erasure.py), then
+        delete them. In that order, an erasure cut short (the embedding service down for the
+        scrub's re-embedding, a crash) leaves the notes in place and is finished by its retry;
+        deleting first left a retry nothing to find (404) and the neighbours unscrubbed."""
         at = utcnow()
-        await self._store.delete(tenant, ids)
-        await self._unindex(tenant, ids)
         unlinked = await self._unlink(tenant, ids)
         scrubbed = await self._scrub(tenant, ids)
+        await self._store.delete(tenant, ids)
+        await self._unindex(tenant, ids)
         return ErasureReceipt(
             erased=list(ids),
             unlinked=unlinked,
