@@ -18,6 +18,7 @@ from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import Note
 from amem.core.store import NoteStore
 from amem.gateway.lexical import LexicalIndex
+from amem.gateway.service import fuse
 from tests.conftest import create
 
 
@@ -43,6 +44,14 @@ def _wait_loaded(api) -> None:
 def _word() -> str:
     """A word no model has seen and no other note holds."""
     return "zq" + uuid.uuid4().hex[:10]
+
+
+def test_fusion_ranks_by_summed_reciprocal_ranks_and_breaks_ties_for_the_bm25_hit():
+    fused = fuse(["d1", "both", "d3"], ["l1", "both"], rrf_k=20)
+    assert list(fused) == ["both", "l1", "d1", "d3"]
+    assert fused["both"] == 1 / 22 + 1 / 22 and fused["l1"] == fused["d1"] == 1 / 21
+    # Only BM25 holds the query's rare token; the dense ranking's top note is merely nearest.
+    assert list(fuse(["nearest", "b"], ["token"], rrf_k=20))[:2] == ["token", "nearest"]
 
 
 def test_rare_word_is_found_by_words_not_meaning(api, user_id):

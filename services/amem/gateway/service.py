@@ -26,6 +26,20 @@ from amem.gateway.schemas import (
 )
 
 
+def fuse(dense: Sequence[str], lexical: Sequence[str], rrf_k: int) -> dict[str, float]:
+    """Reciprocal rank fusion (Cormack et al., 2009) of two rankings of ids: id -> score, best
+    first. Equal scores come from equal ranks in different rankings; the BM25 hit goes first,
+    since a shared term is evidence and the dense ranking always has a nearest note (with the
+    dense hit first, a query's unique token, an id or a code name, lost to an unrelated
+    neighbour)."""
+    fused: dict[str, float] = {}
+    for ranking in (dense, lexical):
+        for rank, note_id in enumerate(ranking):
+            fused[note_id] = fused.get(note_id, 0.0) + 1.0 / (rrf_k + rank + 1)
+    matched = set(lexical)
+    return {i: fused[i] for i in sorted(fused, key=lambda i: (-fused[i], i not in matched))}
+
+
 class MemoryService:
     def __init__(
         self,
@@ -271,7 +285,7 @@ class MemoryService:
     async def _fused(
         self, tenant: str, query: str, *, k: int, flt: NoteFilter, mode: SearchMode
     ) -> tuple[list[ScoredNote], SearchMode]:
-        """Reciprocal rank fusion (Cormack et al., 2009) of the dense and BM25 rankings."""
+        """The dense and BM25 rankings, fused (`fuse`)."""
         assert self._lexical is not None
         n = max(4 * k, self._candidates)
         lexical_ids = self._lexical.search(tenant, query, limit=n, flt=flt)
@@ -284,11 +298,8 @@ class MemoryService:
         else:
             dense, lexical = await asyncio.gather(self._dense(tenant, query, n, flt), lexical_ids)
         used = mode if lexical is not None else SearchMode.DENSE
-        fused: dict[str, float] = {}
-        for ranking in ([i for i, _ in dense], lexical or []):
-            for rank, note_id in enumerate(ranking):
-                fused[note_id] = fused.get(note_id, 0.0) + 1.0 / (self._rrf_k + rank + 1)
-        best = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
+        fused = fuse([i for i, _ in dense], lexical or [], self._rrf_k)
+        best = list(fused)[:k]
         similarity = dict(dense)
         return [
             ScoredNote(note=note, score=fused[note.id], similarity=similarity.get(note.id))
