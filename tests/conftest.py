@@ -41,6 +41,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             "AMEM_LOG_LEVEL": "INFO",
             # Retrieval counts land within the test's wait (the default is 10 s).
             "AMEM_ACCESS_FLUSH_S": "0.5",
+            # Small, so the tests of these limits stay small (tests/gateway/test_hostile_input.py).
+            "AMEM_BODY_TIMEOUT_S": "2",
+            "AMEM_MAX_LINK_MEMORIES": "6",
         },
     )
     try:

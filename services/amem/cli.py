@@ -112,9 +112,26 @@ async def _backup(args: argparse.Namespace, store: NoteStore) -> int:
     print(f"{manifest['name']}: {count} notes of {tenants} tenants in {target.url}")
     for collection, entry in manifest["system"].items():
         print(f"{collection}: {entry['records']} records")
-    if args.keep:
+    unreadable = {t: e["unreadable"] for t, e in manifest["tenants"].items() if "unreadable" in e}
+    if args.keep and not unreadable:
         for name in notes.prune(target, args.keep):
             print(f"deleted {name} (keeping the newest {args.keep})")
+    return _report_unreadable(unreadable)
+
+
+def _report_unreadable(unreadable: dict[str, dict[str, str]]) -> int:
+    """Name the records left out of a backup or export; 1 when there were any, else 0."""
+    for tenant, records in unreadable.items():
+        for note_id, why in records.items():
+            print(f"amem: {tenant}: record {note_id} left out, unreadable: {why}", file=sys.stderr)
+    if unreadable:
+        total = sum(len(r) for r in unreadable.values())
+        print(
+            f"amem: {total} unreadable records left out (everything else was written; "
+            "older backups were kept)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -167,7 +184,7 @@ async def _export(args: argparse.Namespace, store: NoteStore) -> int:
     finally:
         bars.close()
     print(f"{args.tenant}: {shot.notes} notes exported", file=sys.stderr)
-    return 0
+    return _report_unreadable({args.tenant: shot.unreadable} if shot.unreadable else {})
 
 
 async def _import(args: argparse.Namespace, store: NoteStore) -> int:
@@ -259,7 +276,7 @@ def _file(value: str) -> Path:
 
 
 def _tenant(value: str) -> str:
-    from amem.gateway.settings import TENANT_PATTERN
+    from amem.core.model import TENANT_PATTERN
 
     if not re.match(TENANT_PATTERN, value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a tenant id ({TENANT_PATTERN})")

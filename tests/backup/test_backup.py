@@ -374,3 +374,57 @@ def test_export_and_import_move_a_tenant_and_refuse_bad_lines(
         assert done.returncode == 1
         assert b"line 2: retrieval_count" in done.stderr
         assert len(all_notes(c)) == count
+
+
+def test_one_unreadable_record_is_named_and_skipped_and_every_other_tenant_is_backed_up(
+    bstack: LocalStack, tmp_path: Path
+) -> None:
+    """A record that does not decode as a note (FAULT INJECTION: written straight into
+    ChromaDB, as a corrupted store or an older version might have left it) used to abort the
+    backup at its tenant, with no manifest and the later tenants not backed up."""
+    from datetime import UTC, datetime
+
+    from amem.core.model import Note
+    from amem.core.store import to_metadata, to_micros
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=bstack.chroma_port)
+    col = client.get_or_create_collection("amem-aaa-corrupt", embedding_function=None)
+    good, bad, ancient = (
+        Note(content=c, timestamp=datetime(2024, 1, 1, tzinfo=UTC))
+        for c in ("readable", "unreadable", "from year 0")
+    )
+    metas = [
+        {k: v for k, v in to_metadata(n).items() if v is not None} for n in (good, bad, ancient)
+    ]
+    metas[1]["status"] = "not-a-status"
+    # 0001-01-01T00:00:00+01:00, stored before the API checked the range: an hour before year 1.
+    metas[2]["timestamp"] = to_micros(datetime.min.replace(tzinfo=UTC)) - 3_600_000_000
+    col.add(
+        ids=[good.id, bad.id, ancient.id],
+        embeddings=[[0.1] * 384] * 3,
+        documents=["readable", "unreadable", "from year 0"],
+        metadatas=metas,
+    )
+    try:
+        done = amem(bstack, "backup", str(tmp_path / "b"))
+        assert done.returncode == 1
+        assert bad.id.encode() in done.stderr and b"not-a-status" in done.stderr
+        [folder] = (tmp_path / "b").iterdir()
+        manifest = json.loads((folder / "manifest.json").read_text())
+        tenants = manifest["tenants"]
+        # "aaa-corrupt" sorts first: every tenant after it is in the backup too.
+        assert {"aaa-corrupt", "tenant-a", "tenant-b", "tenant-c"} <= set(tenants)
+        assert list(tenants["aaa-corrupt"]["unreadable"]) == [bad.id]
+        assert tenants["aaa-corrupt"]["notes"] == 2
+        assert all("unreadable" not in e for t, e in tenants.items() if t != "aaa-corrupt")
+        with gzip.open(folder / tenants["aaa-corrupt"]["file"]) as f:
+            saved = {line["id"]: line for line in map(json.loads, f)}
+        assert set(saved) == {good.id, ancient.id}
+        assert saved[ancient.id]["timestamp"].startswith("0001-01-01T00:00:00")
+
+        out = tmp_path / "corrupt.jsonl"
+        done = amem(bstack, "export", "--tenant", "aaa-corrupt", "-o", str(out))
+        assert done.returncode == 1 and bad.id.encode() in done.stderr
+        assert len(out.read_text().splitlines()) == 2
+    finally:
+        client.delete_collection("amem-aaa-corrupt")

@@ -66,7 +66,9 @@ def test_search_time_range(api, user_id):
 
 
 def test_include_links_adds_linked_neighbours(api, user_id):
-    target = create(api, content="Quarterly budget spreadsheet lives in the finance drive")
+    target = create(
+        api, content="Quarterly budget spreadsheet lives in the finance drive", user_id=user_id
+    )
     hit = create(
         api,
         content="Ask Priya about the Q3 marketing budget",

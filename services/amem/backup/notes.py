@@ -15,7 +15,9 @@ note file per tenant, one gzipped file per system collection (managed API keys, 
 counters: `{"id": ..., "metadata": {...}}` lines; every record, or those of the tenants
 chosen)
 and, written last, `manifest.json`: a folder without a manifest is an unfinished backup and is
-never restored.
+never restored. A stored record that does not decode as a note (corrupt, or written by a
+version that did not validate it) is left out and named, with the reason, under its tenant's
+`unreadable` in the manifest; the backup goes on, and `amem backup` exits non-zero.
 
 A restore merges system records rather than overwriting them: a key is added only where the
 deployment lacks its id, so a restore never brings back a key revoked or expired since the
@@ -41,7 +43,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -120,26 +122,35 @@ class Snapshot:
     notes: int
     caught_up: int  # notes read again because they changed during the snapshot
     dropped: int  # notes deleted during the snapshot
+    # Records that did not decode as notes, left out: {id: why}.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 async def snapshot(
     store: NoteStore, tenant: str, out: IO[bytes], progress: Progress = lambda n: None
 ) -> Snapshot:
-    """Write every note of `tenant`, with its embedding, to `out` (see the module's doc)."""
+    """Write every note of `tenant`, with its embedding, to `out` (see the module's doc). A
+    record that does not decode as a note is left out and named in `Snapshot.unreadable`:
+    one bad record must not cost the backup of every other."""
     started_us = to_micros(utcnow() - CATCH_UP_MARGIN)
+    unreadable: dict[str, str] = {}
+
+    def skip(note_id: str, exc: Exception) -> None:
+        unreadable[note_id] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+
     ids = await store.all_ids(tenant)
     read = 0
     with tempfile.TemporaryFile() as first:
         for start in range(0, len(ids), _PAGE):
             chunk = ids[start : start + _PAGE]
-            for note, embedding in await store.records(tenant, chunk):
+            for note, embedding in await store.records(tenant, chunk, unreadable=skip):
                 first.write(note_line(note, embedding))
                 read += 1
             progress(len(chunk))
         changed = await store.ids_changed_since(tenant, started_us)
         present = set(await store.all_ids(tenant))
         gone = set(ids) - present
-        later = await store.records(tenant, [i for i in changed if i in present])
+        later = await store.records(tenant, [i for i in changed if i in present], unreadable=skip)
         superseded = gone | {note.id for note, _ in later}
         first.seek(0)
         if not superseded:  # nothing changed meanwhile: the first pass is the snapshot
@@ -153,7 +164,9 @@ async def snapshot(
                     written += 1
     for note, embedding in later:
         out.write(note_line(note, embedding))
-    return Snapshot(tenant, written + len(later), len(later), len(gone & set(ids)))
+    for note_id in (gone & set(unreadable)) | {note.id for note, _ in later}:
+        unreadable.pop(note_id, None)
+    return Snapshot(tenant, written + len(later), len(later), len(gone & set(ids)), unreadable)
 
 
 async def load(
@@ -311,6 +324,8 @@ async def backup(
                 "bytes": path.stat().st_size,
                 "sha256": _sha256(path),
             }
+            if shot.unreadable:
+                manifest["tenants"][tenant]["unreadable"] = shot.unreadable
             path.unlink()
         manifest["system"] = {}
         for collection in SYSTEM:

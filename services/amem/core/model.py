@@ -8,16 +8,46 @@ evolution status, version).
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # Free-form metadata values: JSON scalars. Nested structures would not survive the filters a
 # later issue adds on metadata keys, so they are refused at the API boundary.
 MetadataValue = str | int | float | bool | None
+
+# A tenant id: it names a ChromaDB collection (`amem-<tenant>`), whose rules want the name to
+# end in a letter or digit ("rt-" and "rt_" passed an earlier pattern and then every request
+# of that tenant was refused by ChromaDB).
+TENANT_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$"
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def _iso_only(value: Any) -> Any:
+    """Refuse numbers (and numeric strings), which pydantic would read as Unix times: `until=0.5`
+    is a typo, not 1970."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.match(value)):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-12-03T09:30:00Z")
+    return value
+
+
+def utc_instant(value: datetime) -> datetime:
+    """`value` in UTC (a naive time is taken as UTC); ValueError when the instant has no UTC
+    date-time, as 0001-01-01T00:00:00+01:00 (the last hour of year 0) has not."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "is outside the supported range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z"
+        ) from None
+
+
+# A point in time, as the API takes and stores it: ISO 8601 only, normalised to UTC.
+Instant = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(utc_instant)]
 
 
 class EvolutionStatus(StrEnum):
@@ -46,8 +76,8 @@ class Note(BaseModel):
     tags: list[str] = Field(default_factory=list)
     context: str = ""
     category: str = ""
-    timestamp: datetime = Field(default_factory=utcnow)
-    last_accessed: datetime = Field(default_factory=utcnow)
+    timestamp: Instant = Field(default_factory=utcnow)
+    last_accessed: Instant = Field(default_factory=utcnow)
     retrieval_count: int = 0
     evolution_history: list[dict[str, Any]] = Field(default_factory=list)
     user_id: str | None = None
@@ -58,8 +88,8 @@ class Note(BaseModel):
     follows: str | None = None
     status: EvolutionStatus = EvolutionStatus.PENDING
     status_reason: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: Instant = Field(default_factory=utcnow)
+    updated_at: Instant = Field(default_factory=utcnow)
     # Bumped on every stored change; lets writers detect that they raced another writer.
     version: int = 1
     # The evolution journal: the changes decided for this pending note, written before any of
@@ -91,8 +121,20 @@ class NoteFilter(BaseModel):
     tag: str | None = None
     category: str | None = None
     status: EvolutionStatus | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
+
+    def matches(self, note: Note) -> bool:
+        """Whether `note` meets every condition (what the store's where clause selects)."""
+        return (
+            all(
+                getattr(self, name) is None or getattr(note, name) == getattr(self, name)
+                for name in ("user_id", "agent_id", "category", "status")
+            )
+            and (self.tag is None or self.tag in note.tags)
+            and (self.since is None or note.timestamp >= self.since)
+            and (self.until is None or note.timestamp < self.until)
+        )
 
 
 class ScoredNote(BaseModel):

@@ -64,8 +64,14 @@ def to_micros(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND
 
 
+_MIN_US = to_micros(datetime.min.replace(tzinfo=UTC))
+_MAX_US = to_micros(datetime.max.replace(tzinfo=UTC))
+
+
 def from_micros(value: int) -> datetime:
-    return _EPOCH + value * _MICROSECOND
+    """The stored instant; clamped to the datetime range, so a note stored out of it by a
+    version that did not check (year 0 once got in) can still be read, changed and erased."""
+    return _EPOCH + min(max(value, _MIN_US), _MAX_US) * _MICROSECOND
 
 
 def to_metadata(note: Note) -> dict[str, Any]:
@@ -174,9 +180,10 @@ def _translate(exc: Exception, timeout_s: float | None) -> tuple[str, Exception]
     if isinstance(exc, ChromaError):
         if exc.code() >= 500:
             return f"http_{exc.code()}", Unavailable(f"chromadb failed: {exc.message()}")
-        return f"http_{exc.code()}", InvalidArgument(
-            f"chromadb refused the request: {exc.message()}"
-        )
+        # Input the API let through and ChromaDB refused: a gap in our validation, logged with
+        # ChromaDB's words, which the caller does not need to read.
+        log.warning("chromadb refused a request: %s", exc.message())
+        return f"http_{exc.code()}", InvalidArgument("the store refused the request")
     return None
 
 
@@ -443,8 +450,17 @@ class NoteStore:
         return list(got["ids"])
 
     @_recollect
-    async def records(self, tenant: str, ids: Sequence[str]) -> list[tuple[Note, list[float]]]:
-        """The notes among `ids` that exist, each with its stored embedding, in `ids` order."""
+    async def records(
+        self,
+        tenant: str,
+        ids: Sequence[str],
+        *,
+        unreadable: Callable[[str, Exception], object] | None = None,
+    ) -> list[tuple[Note, list[float]]]:
+        """The notes among `ids` that exist, each with its stored embedding, in `ids` order.
+
+        A record that does not decode as a note raises, or, given `unreadable`, is passed to it
+        (id, error) and skipped: a backup reports such a record and goes on."""
         col = await self._collection(tenant)
         by_id: dict[str, tuple[Note, list[float]]] = {}
         for chunk in _chunks(list(dict.fromkeys(ids))):
@@ -452,10 +468,17 @@ class NoteStore:
                 got = await col.get(
                     ids=list(chunk), include=["documents", "metadatas", "embeddings"]
                 )
-                for i, d, m, e in zip(
-                    got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
-                ):
-                    by_id[i] = (from_record(i, d, m), [float(x) for x in e])
+            for i, d, m, e in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+            ):
+                try:
+                    note = from_record(i, d, m)
+                except (ValueError, KeyError, TypeError) as exc:
+                    if unreadable is None:
+                        raise
+                    unreadable(i, exc)
+                    continue
+                by_id[i] = (note, [float(x) for x in e])
         return [by_id[i] for i in ids if i in by_id]
 
     @_recollect

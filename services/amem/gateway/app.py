@@ -21,7 +21,7 @@ from amem.gateway.api.routes import admin, health, memories, usage
 from amem.gateway.auth import KeyRing, KeyStore
 from amem.gateway.evolution import EvolutionHook, NoEvolution, NotifyEvolution
 from amem.gateway.lexical import LexicalIndex
-from amem.gateway.limits import BodySizeLimit
+from amem.gateway.limits import BodySizeLimit, CatchAll, bounded_head_protocol
 from amem.gateway.ratelimit import RateLimiter
 from amem.gateway.service import MemoryService
 from amem.gateway.settings import GatewaySettings
@@ -118,10 +118,39 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
     ).instrument(app, metric_namespace="amem", metric_subsystem="gateway").expose(
         app, include_in_schema=False
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CatchAll)  # innermost of ours: tracing and request ids see its 500
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: GatewaySettings) -> None:
+    """Put the configured maxima (k, page size, link depth, batch size) into the OpenAPI
+    schema: they are settings, so the route signatures cannot carry them."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        paths = schema["paths"]
+        for path, name, maximum in (
+            ("/v1/memories", "limit", settings.max_page_size),
+            ("/v1/memories/{memory_id}/links", "depth", settings.max_link_depth),
+        ):
+            for param in paths[path]["get"]["parameters"]:
+                if param["name"] == name:
+                    param["schema"]["maximum"] = maximum
+        models = schema["components"]["schemas"]
+        models["SearchRequest"]["properties"]["k"]["maximum"] = settings.max_k
+        models["MemoryBatchCreate"]["properties"]["memories"]["maxItems"] = settings.max_batch
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -136,6 +165,7 @@ def main() -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=bounded_head_protocol(settings.max_header_bytes),
         log_config=None,
         timeout_graceful_shutdown=10,
     )

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from amem.core.errors import NotFound, PermissionDenied, Unauthenticated
-from amem.core.model import utcnow
+from amem.core.model import TENANT_PATTERN, utcnow
 from amem.core.store import API_KEYS_COLLECTION, SystemCollection, from_micros, to_micros
-from amem.gateway.settings import TENANT_PATTERN
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,13 @@ _HTTP_CODES = {
     401: "unauthenticated",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+# What FastAPI says, with a 400, of a body it could not decode (invalid UTF-8, say); a JSON
+# syntax error gets a 422 from it, and so does this, in words.
+_UNPARSEABLE_BODY = "There was an error parsing the body"
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
@@ -56,6 +60,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.detail == _UNPARSEABLE_BODY:
+            return error_response(
+                422, "invalid_argument", "body: not valid JSON text (UTF-8) the API could read"
+            )
         code = _HTTP_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 

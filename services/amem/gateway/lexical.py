@@ -58,7 +58,10 @@ LEXICAL_REFRESH = Histogram(
     labelnames=("kind",),
 )
 
-_WORD = re.compile(r"\w+")
+# What Tantivy's tokenizer keeps: runs of letters and digits (it splits at "_", which \w keeps),
+# and words shorter than its 40-byte cut-off.
+_WORD = re.compile(r"[^\W_]+")
+_MAX_WORD_BYTES = 39
 _MAX_QUERY_TERMS = 32
 # Chroma's own BM25 stop words (179 English words): they only slow a query down.
 _STOP_WORDS = frozenset(DEFAULT_CHROMA_BM25_STOPWORDS)
@@ -89,7 +92,11 @@ _SCHEMA = _schema()
 
 def query_terms(text: str) -> list[str]:
     """The words of a query worth matching: lower case, no stop words, no repeats."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP_WORDS]
+    words = [
+        w
+        for w in _WORD.findall(text.lower())
+        if w not in _STOP_WORDS and len(w.encode()) <= _MAX_WORD_BYTES
+    ]
     return list(dict.fromkeys(words))[:_MAX_QUERY_TERMS]
 
 
@@ -336,8 +343,8 @@ class LexicalIndex:
 
     @staticmethod
     def _query(state: _Tenant, terms: list[str], flt: NoteFilter | None) -> tantivy.Query:
-        # The words are \w+ runs in lower case: nothing in them is query syntax. Any word
-        # may match (Tantivy's parser ORs terms by default).
+        # The words are runs of letters and digits in lower case: nothing in them is query
+        # syntax. Any word may match (Tantivy's parser ORs terms by default).
         text = state.index.parse_query(" ".join(terms), ["body"])
         if flt is None:
             return text
@@ -365,7 +372,11 @@ class LexicalIndex:
     ) -> list[str]:
         started = time.perf_counter()
         searcher = state.index.searcher()
-        query = self._query(state, terms, flt)
+        try:
+            query = self._query(state, terms, flt)
+        except ValueError:  # every word dropped by the tokenizer: nothing can match
+            log.debug("no searchable term in a BM25 query", extra={"terms": terms})
+            return []
         wanted = limit + _TIE_MARGIN
         while True:
             hits = searcher.search(query, wanted).hits

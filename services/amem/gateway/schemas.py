@@ -7,9 +7,18 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
 
-from amem.core.model import EvolutionStatus, MetadataValue, Note, ScoredNote
+from amem.core.model import EvolutionStatus, Instant, MetadataValue, Note, ScoredNote
 
 MAX_CONTENT_CHARS = 16_000
 
@@ -31,12 +40,25 @@ Principal = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 NoteId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MAX_METADATA_CHARS = 1_024
-# The JSON scalars of `MetadataValue`, with strings bounded like every other input.
+# The JSON scalars of `MetadataValue`, each kept as the type it came as (true stays true, 1.0
+# stays 1.0), with strings bounded like every other input. NaN and infinities are not JSON.
 MetadataScalar = Annotated[
-    Annotated[str, StringConstraints(max_length=MAX_METADATA_CHARS)] | int | float | bool | None,
+    Annotated[str, StringConstraints(max_length=MAX_METADATA_CHARS)]
+    | StrictBool
+    | StrictInt
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+    | None,
     Field(union_mode="left_to_right"),
 ]
 Metadata = Annotated[dict[MetadataKey, MetadataScalar], Field(max_length=32)]
+
+
+def _unique(ids: list[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+# Links are a set, kept in the order given: a repeated id is one link.
+Links = Annotated[list[NoteId], Field(max_length=64), AfterValidator(_unique)]
 
 
 class _Strict(BaseModel):
@@ -52,15 +74,15 @@ class MemoryCreate(_Strict):
     tags: Terms = []
     context: Context = ""
     category: Category = ""
-    timestamp: datetime | None = Field(
-        default=None, description="When the remembered thing happened; defaults to now."
+    timestamp: Instant | None = Field(
+        default=None,
+        description="When the remembered thing happened (ISO 8601; without an offset it is "
+        "UTC; stored and returned in UTC); defaults to now.",
     )
     user_id: Principal | None = None
     agent_id: Principal | None = None
     metadata: Metadata = {}
-    links: Annotated[list[NoteId], Field(max_length=64)] = Field(
-        default=[], description="Ids of existing memories of the same tenant."
-    )
+    links: Links = Field(default=[], description="Ids of existing memories of the same tenant.")
     follows: NoteId | None = Field(
         default=None,
         description="The existing memory this one follows in a conversation (the turn before "
@@ -77,11 +99,11 @@ class MemoryUpdate(_Strict):
     tags: Terms | None = None
     context: Context | None = None
     category: Category | None = None
-    timestamp: datetime | None = None
+    timestamp: Instant | None = None
     user_id: Principal | None = None
     agent_id: Principal | None = None
     metadata: Metadata | None = None
-    links: Annotated[list[NoteId], Field(max_length=64)] | None = None
+    links: Links | None = None
 
 
 class MemoryPublic(BaseModel):
@@ -120,7 +142,7 @@ class MemoryWritten(MemoryPublic):
 
 class MemoryBatchCreate(_Strict):
     memories: Annotated[list[MemoryCreate], Field(min_length=1)]
-    conversation: bool = Field(
+    conversation: StrictBool = Field(
         default=False,
         description="The memories are consecutive turns of one conversation: each one that "
         "names no `follows` follows the memory before it in the batch.",
@@ -149,8 +171,8 @@ class SearchFilters(_Strict):
     agent_id: Principal | None = None
     tag: Term | None = None
     category: Category | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Instant | None = Field(default=None, description="timestamp >= since")
+    until: Instant | None = Field(default=None, description="timestamp < until")
 
 
 class SearchRequest(_Strict):
@@ -164,9 +186,10 @@ class SearchRequest(_Strict):
         "embedding similarity only; lexical: BM25 only.",
     )
     filters: SearchFilters = SearchFilters()
-    include_links: bool = Field(
+    include_links: StrictBool = Field(
         default=False,
-        description="Also return the memories linked from the hits (as A-MEM's search_agentic).",
+        description="Also return the memories linked from the hits (as A-MEM's search_agentic) "
+        "that meet the same filters, at most max_link_memories of them.",
     )
 
 
@@ -194,6 +217,11 @@ class SearchHit(BaseModel):
 
 class SearchResponse(BaseModel):
     results: list[SearchHit]
+    links_truncated: bool = Field(
+        default=False,
+        description="True when include_links found more linked memories than max_link_memories "
+        "and only that many were returned.",
+    )
     mode: SearchMode = Field(
         description="The rankings actually used: a hybrid search answers dense only while this "
         "gateway is still loading the tenant's BM25 index (seconds, after a start)."
@@ -209,6 +237,11 @@ class LinksResponse(BaseModel):
     root: str
     memories: list[LinkedMemory]
     edges: list[tuple[str, str]] = Field(description="(from, to) pairs between returned memories.")
+    truncated: bool = Field(
+        default=False,
+        description="True when the neighbourhood holds more than max_link_memories memories: "
+        "the nearest ones (breadth first) were returned.",
+    )
 
 
 class Usage(BaseModel):

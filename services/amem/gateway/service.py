@@ -84,7 +84,9 @@ class MemoryService:
         if conversation:
             for before, note in zip(notes, notes[1:], strict=False):
                 note.follows = note.follows or before.id
-        await self._check_links(tenant, {link for n in notes for link in n.links} | named)
+        links = {link for n in notes for link in n.links}
+        await self._check_exist(tenant, links, "links name memories that do not exist")
+        await self._check_exist(tenant, named, "follows names a memory that does not exist")
         embedded = await self._write_embedder.embed([n.embedding_text() for n in notes])
         await self._commit.put(tenant, notes, [vector for vector, _ in embedded])
         await self._index(tenant, notes)
@@ -177,7 +179,8 @@ class MemoryService:
         if "links" in changed:
             if note_id in changed["links"]:
                 raise InvalidArgument("a memory cannot link to itself")
-            await self._check_links(tenant, set(changed["links"]))
+            missing = "links name memories that do not exist"
+            await self._check_exist(tenant, set(changed["links"]), missing)
         updated = note.model_copy(update=changed)
         if "content" in changed and changed["content"] != note.content:
             # New content needs the LLM work again, decided afresh.
@@ -259,14 +262,18 @@ class MemoryService:
         flt: NoteFilter,
         include_links: bool,
         mode: SearchMode = SearchMode.HYBRID,
-    ) -> tuple[list[ScoredNote], SearchMode]:
-        """The best k notes for the query, and the rankings that were actually used."""
+        max_linked: int = 100,
+    ) -> tuple[list[ScoredNote], SearchMode, bool]:
+        """The best k notes for the query, the rankings that were actually used, and whether
+        the linked notes (with `include_links`: those that meet the filter too) were cut at
+        `max_linked`."""
         if mode is SearchMode.DENSE or self._lexical is None:
             embedded = await self._embedder.embed([query])
             hits = await self._store.search(tenant, embedded.vectors[0], k=k, flt=flt)
             used = SearchMode.DENSE
         else:
             hits, used = await self._fused(tenant, query, k=k, flt=flt, mode=mode)
+        truncated = False
         if include_links:
             seen = {h.note.id for h in hits}
             wanted: dict[str, str] = {}
@@ -274,9 +281,11 @@ class MemoryService:
                 for link in hit.note.links:
                     if link not in seen and link not in wanted:
                         wanted[link] = hit.note.id
-            for note in await self._store.get_many(tenant, list(wanted)):
+            linked = [n for n in await self._store.get_many(tenant, list(wanted)) if flt.matches(n)]
+            truncated = len(linked) > max_linked
+            for note in linked[:max_linked]:
                 hits.append(ScoredNote(note=note, score=None, linked_from=wanted[note.id]))
-        return hits, used
+        return hits, used, truncated
 
     async def _dense(self, tenant: str, query: str, n: int, flt: NoteFilter):
         embedded = await self._embedder.embed([query])
@@ -312,29 +321,39 @@ class MemoryService:
             self._access.record(tenant, [n.id for n in notes])
 
     async def neighbourhood(
-        self, tenant: str, note_id: str, depth: int
-    ) -> tuple[list[tuple[Note, int]], list[tuple[str, str]]]:
-        """Notes reachable from `note_id` over links within `depth` hops (breadth first)."""
+        self, tenant: str, note_id: str, depth: int, *, limit: int
+    ) -> tuple[list[tuple[Note, int]], list[tuple[str, str]], bool]:
+        """Notes reachable from `note_id` over links within `depth` hops, breadth first, at
+        most `limit` of them (the root included), the links between them, and whether more
+        were reachable."""
         root = await self._store.get(tenant, note_id)
         found: dict[str, tuple[Note, int]] = {root.id: (root, 0)}
         frontier = [root]
+        truncated = False
         for level in range(1, depth + 1):
-            wanted = [link for n in frontier for link in n.links if link not in found]
-            frontier = await self._store.get_many(tenant, list(dict.fromkeys(wanted)))
+            wanted = [i for n in frontier for i in n.links if i not in found]
+            wanted = list(dict.fromkeys(wanted))
+            room = limit - len(found)
+            # Read at most what fits: a missing (erased) link must not cost a truncation.
+            frontier = []
+            while wanted and room > len(frontier):
+                batch, wanted = wanted[: room - len(frontier)], wanted[room - len(frontier) :]
+                frontier += await self._store.get_many(tenant, batch)
+            truncated = truncated or bool(wanted)
             for note in frontier:
                 found[note.id] = (note, level)
             if not frontier:
                 break
         edges = [(n.id, link) for n, _ in found.values() for link in n.links if link in found]
-        return list(found.values()), edges
+        return list(found.values()), edges, truncated
 
-    async def _check_links(self, tenant: str, ids: set[str]) -> None:
+    async def _check_exist(self, tenant: str, ids: set[str], what: str) -> None:
         if not ids:
             return
         existing = {n.id for n in await self._store.get_many(tenant, list(ids))}
         missing = sorted(ids - existing)
         if missing:
-            raise InvalidArgument(f"links name memories that do not exist: {', '.join(missing)}")
+            raise InvalidArgument(f"{what}: {', '.join(missing)}")
 
     async def _unlink(self, tenant: str, ids: Sequence[str]) -> list[str]:
         """Remove `ids` from other notes' links; returns the notes changed."""

@@ -8,8 +8,6 @@ from pydantic_settings import SettingsConfigDict
 
 from amem.core.settings import CommonSettings
 
-TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-
 
 class GatewaySettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="AMEM_", extra="ignore")
@@ -70,6 +68,14 @@ class GatewaySettings(CommonSettings):
     max_k: int = Field(default=100, ge=1, le=1000)
     max_page_size: int = Field(default=500, ge=1)
     max_link_depth: int = Field(default=3, ge=1, le=10)
+    # Memories in one /links answer, and linked memories added by one include_links search:
+    # 300 notes of 16 kB made 4.5 MB answers and doubled the gateway's memory.
+    max_link_memories: int = Field(default=100, ge=1, le=1000)
+    # A request body that stalls this long between two chunks gets 408 (a false Content-Length
+    # held a connection open for good), and request heads over `max_header_bytes` get 431
+    # before any of it reaches the app (the key check included).
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field, StringConstraints
 
+from amem.core.model import TENANT_PATTERN
 from amem.gateway.api.deps import Admin
 from amem.gateway.auth import ManagedKey
 from amem.gateway.schemas import ErrorBody, _Strict
-from amem.gateway.settings import TENANT_PATTERN
 
 _ERRORS = {
     401: {"model": ErrorBody, "description": "Missing admin key"},

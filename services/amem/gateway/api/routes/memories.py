@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, status
 
 from amem.core.errors import InvalidArgument, PayloadTooLarge
-from amem.core.model import EvolutionStatus, NoteFilter
+from amem.core.model import EvolutionStatus, Instant, NoteFilter
 from amem.gateway.api.deps import Service, Settings, Tenant
 from amem.gateway.schemas import (
     EraseResponse,
@@ -121,13 +120,19 @@ def _encode_cursor(offset: int, flt: NoteFilter) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# The largest offset a cursor may carry (ChromaDB takes offsets as 32-bit integers).
+MAX_OFFSET = 2**31 - 1
+
+
 def _decode_cursor(cursor: str, flt: NoteFilter) -> int:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        offset, key = int(data["o"]), data["f"]
+        offset, key = data["o"], data["f"]
     except Exception as exc:
         raise InvalidArgument("cursor is not valid: pass next_cursor back unchanged") from exc
-    if key != _cursor_key(flt) or offset < 0:
+    if type(offset) is not int or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidArgument("cursor is not valid: pass next_cursor back unchanged")
+    if key != _cursor_key(flt):
         raise InvalidArgument("cursor belongs to a listing with other filters")
     return offset
 
@@ -142,8 +147,8 @@ async def list_memories(
     tag: str | None = None,
     category: str | None = None,
     status_: Annotated[EvolutionStatus | None, Query(alias="status")] = None,
-    since: Annotated[datetime | None, Query(description="timestamp >= since")] = None,
-    until: Annotated[datetime | None, Query(description="timestamp < until")] = None,
+    since: Annotated[Instant | None, Query(description="timestamp >= since (ISO 8601)")] = None,
+    until: Annotated[Instant | None, Query(description="timestamp < until (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, description="Page size (at most max_page_size)")] = 50,
     cursor: str | None = None,
 ) -> MemoryPage:
@@ -194,16 +199,19 @@ async def search_memories(
     (embedding similarity) and words (BM25)."""
     if body.k > settings.max_k:
         raise InvalidArgument(f"k {body.k} exceeds max_k {settings.max_k}")
-    hits, used = await service.search(
+    hits, used, links_truncated = await service.search(
         tenant,
         body.query,
         k=body.k,
         flt=NoteFilter(**body.filters.model_dump()),
         include_links=body.include_links,
         mode=body.mode,
+        max_linked=settings.max_link_memories,
     )
     service.record_access(tenant, [h.note for h in hits])
-    return SearchResponse(results=[SearchHit.of(h) for h in hits], mode=used)
+    return SearchResponse(
+        results=[SearchHit.of(h) for h in hits], mode=used, links_truncated=links_truncated
+    )
 
 
 @router.get("/{memory_id}", operation_id="get_memory", responses=_NOT_FOUND)
@@ -235,14 +243,18 @@ async def get_memory_links(
     settings: Settings,
     depth: Annotated[int, Query(ge=1, description="Hops to follow (at most max_link_depth)")] = 1,
 ) -> LinksResponse:
-    """The memory's neighbourhood in the link graph, to a given depth."""
+    """The memory's neighbourhood in the link graph, to a given depth, breadth first and at
+    most max_link_memories memories (`truncated` says when there were more)."""
     if depth > settings.max_link_depth:
         raise InvalidArgument(f"depth {depth} exceeds max_link_depth {settings.max_link_depth}")
-    found, edges = await service.neighbourhood(tenant, memory_id, depth)
+    found, edges, truncated = await service.neighbourhood(
+        tenant, memory_id, depth, limit=settings.max_link_memories
+    )
     return LinksResponse(
         root=memory_id,
         memories=[LinkedMemory(memory=MemoryPublic.of(n), depth=d) for n, d in found],
         edges=edges,
+        truncated=truncated,
     )
 
 
