@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import Note
 from amem.core.store import NoteStore
+from amem.core.writer import NoteWriter
 from amem.devstack import free_port
 from amem.evolution.brain import OfflineBrain
 from amem.evolution.engine import Engine
@@ -126,12 +127,14 @@ def test_a_journalled_plan_is_finished_not_redecided(evo, scripted, restart_evol
     async def crash_half_way():
         store = NoteStore("127.0.0.1", stack.chroma_port)
         embedder = EmbeddingClient(stack.embedding_target)
-        engine = Engine(store, embedder, OfflineBrain(embedder, link_threshold=0.5), neighbours=5)
+        brain = OfflineBrain(embedder, link_threshold=0.5)
+        writer = NoteWriter(store, embedder)
+        engine = Engine(store, embedder, brain, writer=writer, neighbours=5)
         try:
             vectors = (await embedder.embed([new.embedding_text()])).vectors
             await store.put(tenant, [new], vectors)
             # The first half of the plan is applied, then the worker "dies".
-            await engine._apply_neighbour(tenant, plan, plan["neighbour_updates"][0])
+            await engine._apply_neighbour(tenant, new, plan, plan["neighbour_updates"][0])
         finally:
             await embedder.close()
 

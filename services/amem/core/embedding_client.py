@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from amem.core import tracing
 from amem.core.breaker import Breaker
-from amem.core.errors import from_grpc_code
+from amem.core.errors import from_rpc_error
 from amem.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 
 _SERVICE = "amem.embedding.v1.EmbeddingService"
@@ -72,7 +72,7 @@ class EmbeddingClient:
                     timeout=self._timeout,
                 )
             except grpc.aio.AioRpcError as exc:
-                raise from_grpc_code(exc.code(), exc.details(), peer="embedding service") from exc
+                raise from_rpc_error(exc, peer="embedding service") from exc
         return EmbedResult(
             vectors=[list(e.values) for e in reply.embeddings],
             truncated=[e.truncated for e in reply.embeddings],
@@ -85,7 +85,7 @@ class EmbeddingClient:
                 embedding_pb2.GetModelInfoRequest(), timeout=self._timeout
             )
         except grpc.aio.AioRpcError as exc:
-            raise from_grpc_code(exc.code(), exc.details(), peer="embedding service") from exc
+            raise from_rpc_error(exc, peer="embedding service") from exc
 
     async def is_serving(self, timeout_s: float = 1.0) -> bool:
         try:

@@ -2,8 +2,11 @@
 
 Each error knows its public code, its HTTP status and its gRPC status code, so the mapping
 lives here and nowhere else: the gateway's exception handler reads `http_status`, the gRPC
-server interceptor reads `grpc_code`, and the gRPC client adapters turn a status code back
-into the same class with `from_grpc_code`.
+server interceptor reads `grpc_code`, and the gRPC client adapters turn a failed call back
+into the same class with `from_rpc_error`: the server sends the error's code (and any
+retry-after) as trailing metadata, so classes that share a status code (RESOURCE_EXHAUSTED:
+payload too large, quota exceeded, rate limited) come back as themselves; a peer that sends
+none is mapped by status code alone (`from_grpc_code`).
 """
 
 from __future__ import annotations
@@ -77,6 +80,14 @@ class Conflict(AmemError):
     grpc_code = grpc.StatusCode.ABORTED
 
 
+class PreconditionFailed(AmemError):
+    """The caller's condition (If-Match: the memory's version) does not hold."""
+
+    code = "precondition_failed"
+    http_status = 412
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class Unavailable(AmemError):
     """A dependency is down or too slow; the caller should retry after `retry_after` seconds."""
 
@@ -101,6 +112,7 @@ _BY_GRPC_CODE: dict[grpc.StatusCode, type[AmemError]] = {
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.ABORTED: Conflict,
     grpc.StatusCode.ALREADY_EXISTS: Conflict,
+    grpc.StatusCode.FAILED_PRECONDITION: PreconditionFailed,
     # A dead or overloaded peer and a missed deadline look the same to our callers: retry later.
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
@@ -114,3 +126,34 @@ def from_grpc_code(code: grpc.StatusCode, details: str | None, *, peer: str) -> 
     if cls is Unavailable:
         return Unavailable(f"{peer} is unavailable ({code.name.lower()}): {details or ''}".rstrip())
     return cls(details or f"{peer} failed with {code.name}")
+
+
+# Trailing metadata that carries an AmemError across a gRPC call.
+CODE_KEY = "amem-error-code"
+RETRY_AFTER_KEY = "amem-retry-after"
+
+
+def _all_errors(cls: type[AmemError] = AmemError) -> list[type[AmemError]]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _all_errors(direct))]
+
+
+def trailing_metadata(exc: AmemError) -> tuple[tuple[str, str], ...]:
+    """What a server sends with a failed call so that the client can rebuild `exc`."""
+    pairs = [(CODE_KEY, exc.code)]
+    if exc.retry_after is not None:
+        pairs.append((RETRY_AFTER_KEY, f"{exc.retry_after:g}"))
+    return tuple(pairs)
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError, *, peer: str) -> AmemError:
+    """The domain error a failed call to `peer` stands for: the very class the server raised
+    when it said which (trailing metadata), else by status code."""
+    sent = dict(exc.trailing_metadata() or ())
+    by_code = {cls.code: cls for cls in reversed(_all_errors())}
+    cls = by_code.get(sent.get(CODE_KEY, ""))
+    if cls is None or cls is Internal or cls is AmemError:
+        return from_grpc_code(exc.code(), exc.details(), peer=peer)
+    retry_after = float(sent[RETRY_AFTER_KEY]) if RETRY_AFTER_KEY in sent else None
+    if cls is Unavailable:
+        return Unavailable(exc.details() or f"{peer} is unavailable", retry_after=retry_after)
+    return cls(exc.details() or f"{peer} failed", retry_after=retry_after)

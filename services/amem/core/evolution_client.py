@@ -1,16 +1,22 @@
 """Client adapter for the evolution service (used by the gateway, and by replicas to forward
-work to a tenant's owner)."""
+work to a tenant's owner). As `Editor` (core/writer.py) it sends a gateway's changes to the
+tenant's writer."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
+import orjson
 
 from amem.core import tracing
 from amem.core.breaker import Breaker
-from amem.core.errors import from_grpc_code
+from amem.core.erasure import ErasureReceipt
+from amem.core.errors import from_rpc_error
+from amem.core.model import Note, NoteFilter
+from amem.core.writer import Edited, Erased
 from amem.evolution.v1 import evolution_pb2, evolution_pb2_grpc
 
 _SERVICE = "amem.evolution.v1.EvolutionService"
@@ -33,9 +39,22 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
+def if_match_fields(if_match: frozenset[int] | None) -> dict[str, Any]:
+    return {"if_versions": sorted(if_match or ()), "if_match": if_match is not None}
+
+
+def if_match_of(request: Any) -> frozenset[int] | None:
+    return frozenset(request.if_versions) if request.if_match else None
+
+
 class EvolutionClient:
-    def __init__(self, target: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, target: str, *, timeout_s: float = 5.0, edit_timeout_s: float = 60.0
+    ) -> None:
+        """`timeout_s` bounds a Notify; `edit_timeout_s` an Update or Erase (an erasure of a
+        user's memories re-embeds every neighbour it scrubs)."""
         self._timeout = timeout_s
+        self._edit_timeout = edit_timeout_s
         self._breaker = Breaker("evolution")
         self._channel = grpc.aio.insecure_channel(
             target,
@@ -53,7 +72,7 @@ class EvolutionClient:
                     timeout=self._timeout,
                 )
             except grpc.aio.AioRpcError as exc:
-                raise from_grpc_code(exc.code(), exc.details(), peer="evolution service") from exc
+                raise from_rpc_error(exc, peer="evolution service") from exc
         return reply.owner
 
     async def revert(self, tenant: str, note_id: str, entry_id: str, *, timeout_s: float) -> str:
@@ -63,8 +82,58 @@ class EvolutionClient:
                 timeout=timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
-            raise from_grpc_code(exc.code(), exc.details(), peer="evolution service") from exc
+            raise from_rpc_error(exc, peer="evolution service") from exc
         return reply.revert_entry_id
+
+    async def update(
+        self,
+        tenant: str,
+        note_id: str,
+        changes: dict[str, Any],
+        *,
+        if_match: frozenset[int] | None = None,
+    ) -> Edited:
+        request = evolution_pb2.UpdateRequest(
+            tenant=tenant,
+            note_id=note_id,
+            changes_json=orjson.dumps(changes).decode(),
+            **if_match_fields(if_match),
+        )
+        reply = await self._edit(self._stub.Update, request)
+        return Edited(
+            note=Note.model_validate_json(reply.note_json),
+            truncated=reply.embedding_truncated,
+            touched=list(reply.touched),
+            requeue=reply.requeue,
+        )
+
+    async def erase(
+        self,
+        tenant: str,
+        *,
+        ids: Sequence[str] | None = None,
+        scope: NoteFilter | None = None,
+        if_match: frozenset[int] | None = None,
+    ) -> Erased:
+        request = evolution_pb2.EraseRequest(
+            tenant=tenant,
+            note_ids=list(ids or ()),
+            user_id=scope.user_id if scope else None,
+            agent_id=scope.agent_id if scope else None,
+            **if_match_fields(if_match),
+        )
+        reply = await self._edit(self._stub.Erase, request)
+        return Erased(
+            receipt=ErasureReceipt.model_validate_json(reply.receipt_json),
+            touched=list(reply.touched),
+        )
+
+    async def _edit(self, method: Any, request: Any) -> Any:
+        with self._breaker.guard():
+            try:
+                return await method(request, timeout=self._edit_timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc, peer="evolution service") from exc
 
     async def close(self) -> None:
         await self._channel.close()

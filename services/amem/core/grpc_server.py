@@ -1,8 +1,9 @@
 """What every amem gRPC server shares: error mapping, RPC metrics, tracing, health, reflection
 and a graceful stop on SIGTERM/SIGINT.
 
-Handlers raise `AmemError`s; the interceptor here turns them into status codes, so no handler
-calls `context.set_code` itself.
+Handlers raise `AmemError`s; the interceptor here turns them into status codes (with the
+error's own code in trailing metadata, see core/errors.py), so no handler calls
+`context.set_code` itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
 from amem.core import tracing
-from amem.core.errors import AmemError
+from amem.core.errors import AmemError, trailing_metadata
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
                 return await inner(request, context)
             except AmemError as exc:
                 code = exc.grpc_code
-                await context.abort(exc.grpc_code, exc.message)
+                await context.abort(exc.grpc_code, exc.message, trailing_metadata(exc))
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise

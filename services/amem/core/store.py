@@ -497,6 +497,20 @@ class NoteStore:
         return await self._naming(tenant, "influenced_by", ids)
 
     @_recollect
+    async def following(self, tenant: str, ids: Sequence[str]) -> list[Note]:
+        """Notes whose `follows` names any of `ids`."""
+        col = await self._collection(tenant)
+        found: dict[str, Note] = {}
+        for chunk in _chunks(list(ids)):
+            async with self._call("get"):
+                got = await col.get(
+                    where={"follows": {"$in": list(chunk)}}, include=["documents", "metadatas"]
+                )
+            for note in _notes(got):
+                found[note.id] = note
+        return list(found.values())
+
+    @_recollect
     async def _naming(self, tenant: str, field: str, ids: Sequence[str]) -> list[Note]:
         col = await self._collection(tenant)
         found: dict[str, Note] = {}

@@ -3,13 +3,26 @@
 For a pending note the engine
 1. decides: fills the fields the caller left empty (construction), finds the nearest notes of
    the same tenant, and asks for links, refined tags and neighbour rewrites (evolution). Every
-   id in the answer is checked against the neighbours actually shown; others are dropped.
+   id in the answer is checked against the neighbours actually shown; others are dropped. The
+   plan records what it was decided from: the note's version and fields (`base`), and the
+   version of each neighbour shown;
 2. journals the decision as the note's `plan` before changing anything;
 3. applies the plan: each neighbour rewrite (with a history entry that names the plan), then
    the note itself, which becomes `done` and drops its plan.
 A worker that dies anywhere in between finds the note still pending with its plan and applies
 the same plan again: neighbours whose history already holds the plan's entry are skipped, and
 links are a set, so nothing is evolved twice and no link is added twice.
+
+Every write is a compare-and-set under the tenant writer's lock (core/writer.py) on the
+versions the plan was decided from, since the caller may change the note meanwhile (a PATCH,
+a DELETE):
+- the note changed but not its content: the plan is applied on top, and each field the caller
+  changed since the decision keeps the caller's value;
+- its content changed: the plan is dropped and the note decided again;
+- a neighbour shown to the decision was erased: decided again (the plan may carry its text);
+- a neighbour changed since it was shown: its rewrite is skipped (it was advice about text
+  that is gone);
+- links to notes erased meanwhile, and a `follows` naming one, are dropped at the last write.
 
 The caller guarantees that one tenant's notes are evolved by one task at a time.
 """
@@ -20,15 +33,18 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import date
+from enum import Enum
 from typing import Any
 
 from prometheus_client import Counter
 
+from amem.core import history
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import Conflict, NotFound
 from amem.core.model import EvolutionStatus, Note, NoteFilter, utcnow
 from amem.core.quotas import Quotas, UsageStore, next_day_start, today
 from amem.core.store import NoteStore
+from amem.core.writer import NoteWriter
 from amem.evolution.brain import Brain
 from amem.evolution.llm import LLMError, Usage
 from amem.evolution.prompts import PROMPT_VERSION
@@ -40,31 +56,23 @@ REJECTED_IDS = Counter(
     "amem_evolution_rejected_ids_total",
     "Ids in LLM answers that were not among the neighbours shown (hallucinated), dropped.",
 )
+CONFLICTS = Counter(
+    "amem_evolution_conflicts_total",
+    "Evolution writes that found the note changed since the decision, by what was done: "
+    "merge (applied, the caller's fields kept), replan (decided again), skip (a neighbour "
+    "rewrite dropped).",
+    ["resolution"],
+)
 
 _OWN_FIELDS = ("keywords", "context", "tags", "links")
 _NEIGHBOUR_FIELDS = ("context", "tags")
-_MAX_HISTORY = 200  # entries kept per note; the oldest are dropped beyond this
+# Decisions per note before it is left pending for the next scan (each conflict costs one).
+_ROUNDS = 4
 
 
-def _history_entry(
-    plan: dict[str, Any], kind: str, before: dict[str, Any], after: dict[str, Any], **extra: Any
-) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "plan": plan["id"],
-        "kind": kind,
-        "trigger": plan["trigger"],
-        "before": before,
-        "after": after,
-        "model": plan["model"],
-        "prompt_version": plan["prompt_version"],
-        "at": utcnow().isoformat(),
-        **extra,
-    }
-
-
-def _append_history(note: Note, entry: dict[str, Any]) -> None:
-    note.evolution_history = [*note.evolution_history, entry][-_MAX_HISTORY:]
+class _Again(Enum):
+    MERGE = "merge"  # the note changed, not its content: apply the plan on top of it
+    REPLAN = "replan"  # decide again
 
 
 class Engine:
@@ -74,6 +82,7 @@ class Engine:
         embedder: EmbeddingClient,
         brain: Brain,
         *,
+        writer: NoteWriter,
         neighbours: int,
         quotas: Quotas | None = None,
         usage: UsageStore | None = None,
@@ -83,6 +92,7 @@ class Engine:
         self._store = store
         self._embedder = embedder
         self._brain = brain
+        self._writer = writer
         self._k = neighbours
         self._quotas = quotas
         self._usage = usage
@@ -102,7 +112,7 @@ class Engine:
             elif reason := await self._over_budget(tenant):
                 if note.status_reason != reason:
                     deferred = note.model_copy(update={"status_reason": reason})
-                    await self._write(tenant, note, deferred, {"status_reason"})
+                    await self._commit(tenant, note, deferred, {"status_reason"})
                 outcome = "deferred"
             else:
                 outcome = await self._evolve(tenant, note)
@@ -128,18 +138,48 @@ class Engine:
         )
 
     async def _evolve(self, tenant: str, note: Note) -> str:
-        if note.plan is None:
-            try:
-                note.plan = await self._decide(tenant, note)
-            except LLMError as exc:
-                await self._fail(tenant, note, str(exc))
-                return "failed"
-            if note.plan["neighbour_updates"]:
-                # Journal only what can be half-applied: a plan that changes the note alone is
+        journaled = note.plan is not None  # the stored note holds this plan
+        for _ in range(_ROUNDS):
+            again: _Again | None = None
+            if note.plan is None:
+                try:
+                    note = note.model_copy(update={"plan": await self._decide(tenant, note)})
+                    journaled = False
+                except LLMError as exc:
+                    log.warning("evolution of a note failed: %s", exc)
+                    update = {"status": EvolutionStatus.FAILED, "status_reason": str(exc)[:500]}
+                    failed = note.model_copy(update=update)
+                    if await self._commit(tenant, note, failed, {"status", "status_reason"}):
+                        return "failed"
+                    again = _Again.REPLAN
+            if again is None:
+                plan = note.plan
+                assert plan is not None
+                # Journal what can be half-applied: a plan that changes the note alone is
                 # applied in one write, and a crash before it just decides again.
-                await self._store.update_fields(tenant, [note], {"plan"})
-        await self._apply(tenant, note, note.plan)
-        return "done"
+                if plan["neighbour_updates"] and not journaled:
+                    journaled = await self._commit(tenant, note, note, {"plan"}, bump=False)
+                    again = None if journaled else _Again.MERGE
+                if again is None:
+                    again = await self._apply(tenant, note, plan)
+            if again is None:
+                return "done"
+            CONFLICTS.labels(again.value).inc()
+            try:
+                fresh = await self._store.get(tenant, note.id)
+            except NotFound:
+                return "gone"
+            if fresh.status is not EvolutionStatus.PENDING:
+                return "superseded"
+            if again is _Again.REPLAN or fresh.content != note.content:
+                fresh.plan = None  # its journal, if any, is overwritten by the next one
+            elif fresh.plan is None:
+                fresh.plan, journaled = note.plan, False  # decided, not yet journalled
+            else:
+                journaled = True
+            note = fresh
+        log.warning("evolution of a note kept conflicting; it stays pending for the next scan")
+        return "conflicted"
 
     async def _decide(self, tenant: str, note: Note) -> dict[str, Any]:
         usage = Usage()
@@ -193,47 +233,71 @@ class Engine:
             "tags": tags,
             "neighbour_updates": updates,
             "neighbours_shown": [n.note.id for n in neighbours],
+            # What it was decided from: a caller's later change to these wins over the plan.
+            "base": {"version": note.version, **{f: getattr(note, f) for f in _OWN_FIELDS}},
+            "shown_versions": {n.note.id: n.note.version for n in neighbours},
         }
 
-    async def _apply(self, tenant: str, note: Note, plan: dict[str, Any]) -> None:
+    async def _apply(self, tenant: str, note: Note, plan: dict[str, Any]) -> _Again | None:
+        """Apply `plan` to `note` (as read, with its version); None when done."""
         for update in plan["neighbour_updates"]:
-            await self._apply_neighbour(tenant, plan, update)
+            again = await self._apply_neighbour(tenant, note, plan, update)
+            if again is not None:
+                return again
 
+        base = plan.get("base") or {f: getattr(note, f) for f in _OWN_FIELDS}
         before = {f: getattr(note, f) for f in _OWN_FIELDS}
-        after = dict(before)
-        after.update(plan["construction"])
-        after["tags"] = plan["tags"] or after["tags"]
+        planned = {**base, **plan["construction"]}
+        planned["tags"] = plan["tags"] or planned["tags"]
+        after = {
+            # A field the caller changed since the decision keeps the caller's value.
+            f: before[f] if before[f] != base[f] else planned[f]
+            for f in ("keywords", "context", "tags")
+        }
         after["links"] = list(dict.fromkeys([*note.links, *plan["links"]]))
-        changed = {f for f in _OWN_FIELDS if after[f] != before[f]}
         updated = note.model_copy(update=after)
-        if changed:
-            _append_history(
-                updated,
-                _history_entry(
-                    plan,
-                    "evolve",
-                    {f: before[f] for f in sorted(changed)},
-                    {f: after[f] for f in sorted(changed)},
-                    tokens=plan["usage"],
-                ),
-            )
-        updated.status, updated.status_reason, updated.plan = EvolutionStatus.DONE, None, None
-        await self._write(
-            tenant,
-            note,
-            updated,
-            {*changed, "evolution_history", "status", "status_reason", "plan"},
-        )
+        vector = await self._vector(note, updated)
+        shown = plan.get("neighbours_shown", [])
+        async with self._writer.locked(tenant):
+            wanted = [note.id, *after["links"], *shown, *([note.follows] if note.follows else [])]
+            current = {n.id: n for n in await self._store.get_many(tenant, wanted)}
+            if note.id not in current or current[note.id].version != note.version:
+                return _Again.MERGE
+            if any(i not in current for i in shown):
+                return _Again.REPLAN  # an erased note was shown: its text may be in the plan
+            updated.links = [i for i in after["links"] if i in current]
+            if note.follows is not None and note.follows not in current:
+                updated.follows = None
+            changed = {f for f in _OWN_FIELDS if getattr(updated, f) != before[f]}
+            if changed:
+                history.append(
+                    updated,
+                    _plan_entry(
+                        plan,
+                        "evolve",
+                        {f: before[f] for f in sorted(changed)},
+                        {f: getattr(updated, f) for f in sorted(changed)},
+                        tokens=plan["usage"],
+                    ),
+                )
+            updated.status, updated.status_reason, updated.plan = EvolutionStatus.DONE, None, None
+            fields = {*changed, "follows", "evolution_history", "status", "status_reason", "plan"}
+            await self._write(tenant, note, updated, fields, vector)
+        return None
 
     async def _apply_neighbour(
-        self, tenant: str, plan: dict[str, Any], update: dict[str, Any]
-    ) -> None:
+        self, tenant: str, note: Note, plan: dict[str, Any], update: dict[str, Any]
+    ) -> _Again | None:
         try:
             neighbour = await self._store.get(tenant, update["id"])
         except NotFound:
-            return  # deleted since the decision
+            return None  # deleted since the decision
         if any(e.get("plan") == plan["id"] for e in neighbour.evolution_history):
-            return  # applied before a restart
+            return None  # applied before a restart
+        shown_version = plan.get("shown_versions", {}).get(neighbour.id, neighbour.version)
+        if neighbour.version != shown_version:
+            CONFLICTS.labels("skip").inc()
+            return None  # changed since it was shown: the rewrite was about other text
         before = {f: getattr(neighbour, f) for f in _NEIGHBOUR_FIELDS}
         # An update without a context or tags keeps the neighbour's, as a reply without tags
         # keeps the new note's: a small model's empty list is no reason to erase them.
@@ -242,78 +306,117 @@ class Engine:
             "tags": list(dict.fromkeys(update["tags"])) or before["tags"],
         }
         if after == before:
-            return
+            return None
         updated = neighbour.model_copy(update=after)
         updated.influenced_by = list(dict.fromkeys([*neighbour.influenced_by, plan["trigger"]]))
-        _append_history(updated, _history_entry(plan, "update_neighbor", before, after))
-        await self._write(
-            tenant, neighbour, updated, {*_NEIGHBOUR_FIELDS, "evolution_history", "influenced_by"}
-        )
+        history.append(updated, _plan_entry(plan, "update_neighbor", before, after))
+        vector = await self._vector(neighbour, updated)
+        shown = plan.get("neighbours_shown", [])
+        async with self._writer.locked(tenant):
+            wanted = [note.id, neighbour.id, *shown]
+            current = {n.id: n for n in await self._store.get_many(tenant, wanted)}
+            if note.id not in current or current[note.id].version != note.version:
+                return _Again.MERGE  # the note changed: this rewrite may be stale
+            if any(i not in current for i in shown):
+                return _Again.REPLAN  # an erased note was shown: the rewrite may carry its text
+            if current.get(neighbour.id) is None or current[neighbour.id].version != shown_version:
+                CONFLICTS.labels("skip").inc()
+                return None
+            fields = {*_NEIGHBOUR_FIELDS, "evolution_history", "influenced_by"}
+            await self._write(tenant, neighbour, updated, fields, vector)
+        return None
 
     def _remember_vector(self, text: str, vector: list[float]) -> None:
         self._vectors[text] = vector
         while len(self._vectors) > 64:
             self._vectors.pop(next(iter(self._vectors)))
 
-    async def _write(self, tenant: str, before: Note, after: Note, fields: Iterable[str]) -> None:
-        """Store `fields` of `after` as a new version, re-embedding when the embedded text
-        changed (reusing the vector computed for the neighbour search when the text is the
-        same). Only those fields are written, so a concurrent writer's others survive."""
+    async def _vector(self, before: Note, after: Note) -> list[float] | None:
+        """The vector of `after`'s embedded text, if it differs from `before`'s (the one computed
+        for the neighbour search when the text is the same), else None."""
+        text = after.embedding_text()
+        if text == before.embedding_text():
+            return None
+        cached = self._vectors.pop(text, None)
+        if cached is not None:
+            return cached
+        return (await self._embedder.embed([text], background=True)).vectors[0]
+
+    async def _write(
+        self, tenant: str, before: Note, after: Note, fields: set[str], vector: list[float] | None
+    ) -> None:
+        """Store `fields` of `after` as the version after `before`'s (the caller holds the
+        tenant's lock and has checked that `before` is current). Only those fields are
+        written, so fields nobody changed are never rewritten from a stale copy."""
         after.version = before.version + 1
         after.updated_at = utcnow()
-        vectors = None
-        text = after.embedding_text()
-        if text != before.embedding_text():
-            cached = self._vectors.pop(text, None)
-            vectors = (
-                [cached]
-                if cached is not None
-                else (await self._embedder.embed([text], background=True)).vectors
-            )
         await self._store.update_fields(
-            tenant, [after], {*fields, "version", "updated_at"}, embeddings=vectors
+            tenant,
+            [after],
+            {*fields, "version", "updated_at"},
+            embeddings=None if vector is None else [vector],
         )
 
-    async def _fail(self, tenant: str, note: Note, reason: str) -> None:
-        log.warning("evolution of a note failed: %s", reason)
-        failed = note.model_copy(
-            update={"status": EvolutionStatus.FAILED, "status_reason": reason[:500]}
-        )
-        await self._write(tenant, note, failed, {"status", "status_reason"})
+    async def _commit(
+        self, tenant: str, before: Note, after: Note, fields: set[str], *, bump: bool = True
+    ) -> bool:
+        """Write `fields` of `after` if the stored note is still at `before`'s version (a
+        compare-and-set); False when it is not, or is gone. Without `bump` (the journal), the
+        version stays: the plan is bookkeeping, not a change a caller would see."""
+        vector = await self._vector(before, after)
+        async with self._writer.locked(tenant):
+            [current] = await self._store.get_many(tenant, [before.id]) or [None]
+            if current is None or current.version != before.version:
+                return False
+            if bump:
+                await self._write(tenant, before, after, fields, vector)
+            else:
+                await self._store.update_fields(tenant, [after], fields)
+        return True
 
     async def revert(self, tenant: str, note_id: str, entry_id: str) -> Note:
         """Undo one history entry: restore its `before` values if the fields still hold its
         `after` values (else Conflict), and record the revert as a new entry."""
-        note = await self._store.get(tenant, note_id)
-        entry = next((e for e in note.evolution_history if e.get("id") == entry_id), None)
-        if entry is None:
-            raise NotFound(f"history entry {entry_id!r} not found on memory {note_id!r}")
-        if entry.get("kind") == "revert":
-            raise Conflict("a revert cannot itself be reverted; change the fields with PATCH")
-        if entry.get("erased") or entry.get("kind") == "erasure":
-            raise Conflict("this entry belongs to an erasure and cannot be reverted")
-        if any(e.get("reverts") == entry_id for e in note.evolution_history):
-            raise Conflict(f"history entry {entry_id!r} was already reverted")
-        current = {f: getattr(note, f) for f in entry["after"]}
-        if current != entry["after"]:
-            raise Conflict(
-                "the fields changed after this entry; revert the later entries first: "
-                + ", ".join(sorted(f for f in current if current[f] != entry["after"][f]))
+        async with self._writer.locked(tenant):
+            note = await self._store.get(tenant, note_id)
+            entry = next((e for e in note.evolution_history if e.get("id") == entry_id), None)
+            if entry is None:
+                raise NotFound(f"history entry {entry_id!r} not found on memory {note_id!r}")
+            if entry.get("kind") == "revert":
+                raise Conflict("a revert cannot itself be reverted; change the fields with PATCH")
+            if entry.get("erased") or entry.get("kind") in ("erasure", "edit"):
+                raise Conflict(
+                    "this entry's values were erased (by an erasure, or a change of the "
+                    "memory's content) and cannot be reverted"
+                )
+            if any(e.get("reverts") == entry_id for e in note.evolution_history):
+                raise Conflict(f"history entry {entry_id!r} was already reverted")
+            current = {f: getattr(note, f) for f in entry["after"]}
+            if current != entry["after"]:
+                raise Conflict(
+                    "the fields changed after this entry; revert the later entries first: "
+                    + ", ".join(sorted(f for f in current if current[f] != entry["after"][f]))
+                )
+            updated = note.model_copy(update=entry["before"])
+            history.append(
+                updated,
+                history.entry(
+                    "revert",
+                    entry["after"],
+                    entry["before"],
+                    trigger=entry.get("trigger"),
+                    reverts=entry_id,
+                ),
             )
-        updated = note.model_copy(update=entry["before"])
-        _append_history(
-            updated,
-            {
-                "id": str(uuid.uuid4()),
-                "kind": "revert",
-                "reverts": entry_id,
-                "trigger": entry.get("trigger"),
-                "before": entry["after"],
-                "after": entry["before"],
-                "at": utcnow().isoformat(),
-            },
-        )
-        await self._write(tenant, note, updated, {*entry["before"], "evolution_history"})
+            text = updated.embedding_text()
+            vector = (
+                (await self._embedder.embed([text])).vectors[0]
+                if text != note.embedding_text()
+                else None
+            )
+            await self._write(
+                tenant, note, updated, {*entry["before"], "evolution_history"}, vector
+            )
         return updated
 
     async def pending(self, tenant: str, limit: int) -> list[str]:
@@ -322,6 +425,21 @@ class Engine:
         return await self._store.ids_where(
             tenant, NoteFilter(status=EvolutionStatus.PENDING), limit=limit
         )
+
+
+def _plan_entry(
+    plan: dict[str, Any], kind: str, before: dict[str, Any], after: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    return history.entry(
+        kind,
+        before,
+        after,
+        trigger=plan["trigger"],
+        plan=plan["id"],
+        model=plan["model"],
+        prompt_version=plan["prompt_version"],
+        **extra,
+    )
 
 
 def _valid(ids: Iterable[str], shown: set[str]) -> list[str]:

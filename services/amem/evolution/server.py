@@ -6,16 +6,19 @@ import asyncio
 import logging
 import os
 
+import orjson
 from opentelemetry import trace
 from prometheus_client import start_http_server
 
 from amem.core import logs, tracing
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import InvalidArgument
-from amem.core.evolution_client import EvolutionClient
+from amem.core.evolution_client import EvolutionClient, if_match_of
 from amem.core.grpc_server import create_server, set_serving, wait_for_stop_signal
+from amem.core.model import NoteFilter
 from amem.core.quotas import Quotas, UsageStore
 from amem.core.store import NoteStore
+from amem.core.writer import NoteWriter
 from amem.evolution.brain import Brain, LLMBrain, OfflineBrain
 from amem.evolution.engine import Engine
 from amem.evolution.llm import make_llm
@@ -30,10 +33,13 @@ SERVICE_NAME = evolution_pb2.DESCRIPTOR.services_by_name["EvolutionService"].ful
 
 
 class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
-    def __init__(self, scheduler: Scheduler, engine: Engine, membership: Membership):
+    def __init__(
+        self, scheduler: Scheduler, engine: Engine, membership: Membership, writer: NoteWriter
+    ):
         self._scheduler = scheduler
         self._engine = engine
         self._membership = membership
+        self._writer = writer
 
     def _owner(self, tenant: str) -> EvolutionClient | None:
         """A client of the owner when it is another replica, else None."""
@@ -62,11 +68,42 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
                 request.tenant, request.note_id, request.entry_id, timeout_s=remaining
             )
             return evolution_pb2.RevertResponse(revert_entry_id=entry)
-        note = await self._scheduler.run_exclusive(
-            request.tenant,
-            lambda: self._engine.revert(request.tenant, request.note_id, request.entry_id),
-        )
+        note = await self._engine.revert(request.tenant, request.note_id, request.entry_id)
         return evolution_pb2.RevertResponse(revert_entry_id=note.evolution_history[-1]["id"])
+
+    async def Update(self, request, context):  # noqa: N802
+        writer = self._owner(request.tenant) or self._writer
+        edited = await writer.update(
+            request.tenant,
+            request.note_id,
+            orjson.loads(request.changes_json or "{}"),
+            if_match=if_match_of(request),
+        )
+        return evolution_pb2.UpdateResponse(
+            note_json=edited.note.model_dump_json(),
+            embedding_truncated=edited.truncated,
+            touched=edited.touched,
+            requeue=edited.requeue,
+        )
+
+    async def Erase(self, request, context):  # noqa: N802
+        writer = self._owner(request.tenant) or self._writer
+        if request.note_ids:
+            ids, scope = list(request.note_ids), None
+        else:
+            scope = NoteFilter(
+                user_id=request.user_id if request.HasField("user_id") else None,
+                agent_id=request.agent_id if request.HasField("agent_id") else None,
+            )
+            if scope.user_id is None and scope.agent_id is None:
+                raise InvalidArgument("name the notes, or a user_id and/or agent_id")
+            ids = None
+        erased = await writer.erase(
+            request.tenant, ids=ids, scope=scope, if_match=if_match_of(request)
+        )
+        return evolution_pb2.EraseResponse(
+            receipt_json=erased.receipt.model_dump_json(), touched=erased.touched
+        )
 
 
 def make_brain(settings: EvolutionSettings, embedder: EmbeddingClient) -> Brain:
@@ -87,10 +124,12 @@ async def serve(settings: EvolutionSettings) -> None:
     embedder = EmbeddingClient(settings.embedding_target, timeout_s=settings.embedding_timeout_s)
     brain = make_brain(settings, embedder)
     budgeted = isinstance(brain, LLMBrain)  # the offline backend spends no tokens
+    writer = NoteWriter(store, embedder)
     engine = Engine(
         store,
         embedder,
         brain,
+        writer=writer,
         neighbours=settings.neighbours,
         quotas=Quotas.parse(settings.quotas) if budgeted else None,
         usage=UsageStore(
@@ -107,7 +146,7 @@ async def serve(settings: EvolutionSettings) -> None:
     )
     server, port, health = await create_server(settings.listen, [SERVICE_NAME])
     evolution_pb2_grpc.add_EvolutionServiceServicer_to_server(
-        EvolutionServicer(scheduler, engine, membership), server
+        EvolutionServicer(scheduler, engine, membership, writer), server
     )
     await server.start()
     if settings.metrics_port:

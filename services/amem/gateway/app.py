@@ -15,6 +15,7 @@ from amem.core.embedding_client import EmbeddingClient
 from amem.core.evolution_client import EvolutionClient
 from amem.core.quotas import Quotas, UsageStore
 from amem.core.store import NoteStore
+from amem.core.writer import NoteWriter
 from amem.gateway import errors
 from amem.gateway.access import AccessRecorder
 from amem.gateway.api.routes import admin, health, memories, usage
@@ -53,7 +54,9 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
         app.state.store = store
         app.state.embedder = embedder
         evolution_client = (
-            EvolutionClient(settings.evolution_target) if settings.evolution_target else None
+            EvolutionClient(settings.evolution_target, edit_timeout_s=settings.edit_timeout_s)
+            if settings.evolution_target
+            else None
         )
         hook = evolution or (
             NotifyEvolution(evolution_client) if evolution_client else NoEvolution()
@@ -75,6 +78,9 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
             embedder,
             hook,
             evolution_client,
+            # Changes to stored notes go to the tenant's writer: the evolution owner, or with
+            # no evolution service this gateway itself (core/writer.py).
+            editor=evolution_client or NoteWriter(store, embedder),
             lexical=lexical,
             access=access,
             rrf_k=settings.rrf_k,

@@ -18,7 +18,10 @@ from pydantic import (
     StringConstraints,
 )
 
+from amem.core.erasure import ErasureReceipt, ScrubbedMemory
 from amem.core.model import EvolutionStatus, Instant, MetadataValue, Note, ScoredNote
+
+__all__ = ["ErasureReceipt", "ScrubbedMemory"]  # the receipt is the domain's own model
 
 MAX_CONTENT_CHARS = 16_000
 
@@ -254,29 +257,6 @@ class Usage(BaseModel):
     llm_tokens_per_day: int | None
 
 
-class ScrubbedMemory(BaseModel):
-    memory_id: str
-    fields: list[str] = Field(
-        description="Fields restored to their value from before an erased memory rewrote them."
-    )
-    undone: list[str] = Field(description="History entries undone (their values are erased).")
-    later: list[str] = Field(
-        description="Of those, entries of other memories that built on the erased text."
-    )
-
-
-class ErasureReceipt(BaseModel):
-    """What an erasure changed: the memories deleted, and every other memory it touched."""
-
-    erased: list[str] = Field(description="Memories deleted.")
-    unlinked: list[str] = Field(description="Memories whose links to them were removed.")
-    scrubbed: list[ScrubbedMemory] = Field(
-        description="Memories whose text evolution had rewritten on behalf of an erased one, "
-        "restored (see docs/operations.md, Erasure)."
-    )
-    at: datetime
-
-
 class EraseResponse(BaseModel):
     deleted: int
     unlinked: int = Field(description="Other memories whose links to the erased ones were removed.")
@@ -289,7 +269,7 @@ class HistoryEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: str
-    kind: str = Field(description="evolve, update_neighbor, revert or erasure")
+    kind: str = Field(description="evolve, update_neighbor, revert, erasure or edit")
     trigger: str | None = Field(description="The memory whose arrival caused the change.")
     before: dict[str, Any]
     after: dict[str, Any]

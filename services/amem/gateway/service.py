@@ -7,23 +7,18 @@ import time
 from collections.abc import Sequence
 
 from amem.core.embedding_client import EmbeddingClient
+from amem.core.erasure import ErasureReceipt
 from amem.core.errors import Conflict, InvalidArgument, QuotaExceeded, Unavailable
 from amem.core.evolution_client import EvolutionClient
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcnow
 from amem.core.quotas import Quotas, UsageStore, today
 from amem.core.store import NoteStore
+from amem.core.writer import Editor, Erased
 from amem.gateway.access import AccessRecorder
 from amem.gateway.commit import GroupCommit, WriteEmbedder
-from amem.gateway.erasure import scrub
 from amem.gateway.evolution import EvolutionHook
 from amem.gateway.lexical import LexicalIndex
-from amem.gateway.schemas import (
-    ErasureReceipt,
-    MemoryCreate,
-    MemoryUpdate,
-    ScrubbedMemory,
-    SearchMode,
-)
+from amem.gateway.schemas import MemoryCreate, MemoryUpdate, SearchMode
 
 
 def fuse(dense: Sequence[str], lexical: Sequence[str], rrf_k: int) -> dict[str, float]:
@@ -48,6 +43,7 @@ class MemoryService:
         evolution: EvolutionHook,
         evolution_client: EvolutionClient | None = None,
         *,
+        editor: Editor,
         lexical: LexicalIndex | None = None,
         access: AccessRecorder | None = None,
         rrf_k: int = 20,
@@ -59,6 +55,8 @@ class MemoryService:
         self._embedder = embedder
         self._evolution = evolution
         self._evolution_client = evolution_client
+        # The tenant's writer, which every change to a stored note goes through (core/writer.py).
+        self._editor = editor
         self._lexical = lexical
         self._access = access
         self._commit = GroupCommit(store)
@@ -170,88 +168,40 @@ class MemoryService:
     ) -> tuple[list[Note], bool]:
         return await self._store.list(tenant, flt, limit=limit, offset=offset)
 
-    async def update(self, tenant: str, note_id: str, change: MemoryUpdate) -> tuple[Note, bool]:
-        note = await self._store.get(tenant, note_id)
-        changed = change.model_dump(exclude_unset=True)
-        for name, value in changed.items():
-            if value is None and name not in ("user_id", "agent_id"):
-                raise InvalidArgument(f"{name} cannot be null")
-        if "links" in changed:
-            if note_id in changed["links"]:
-                raise InvalidArgument("a memory cannot link to itself")
-            missing = "links name memories that do not exist"
-            await self._check_exist(tenant, set(changed["links"]), missing)
-        updated = note.model_copy(update=changed)
-        if "content" in changed and changed["content"] != note.content:
-            # New content needs the LLM work again, decided afresh.
-            updated.status, updated.status_reason = EvolutionStatus.PENDING, None
-            updated.plan = None
-            changed["plan"] = None
-        updated.version = note.version + 1
-        updated.updated_at = utcnow()
-        # Write only what changed, so a concurrent writer's other fields survive.
-        fields = set(changed) | {"version", "updated_at", "status", "status_reason"}
-        truncated, vectors = False, None
-        if updated.embedding_text() != note.embedding_text():
-            embedded = await self._embedder.embed([updated.embedding_text()])
-            truncated, vectors = embedded.truncated[0], embedded.vectors
-        await self._store.update_fields(tenant, [updated], fields, embeddings=vectors)
-        await self._index(tenant, [updated])
-        if updated.status is EvolutionStatus.PENDING and note.status is not EvolutionStatus.PENDING:
+    async def update(
+        self,
+        tenant: str,
+        note_id: str,
+        change: MemoryUpdate,
+        *,
+        if_match: frozenset[int] | None = None,
+    ) -> tuple[Note, bool]:
+        """Change a note through the tenant's writer; returns it and whether its embedding
+        truncated."""
+        changes = change.model_dump(mode="json", exclude_unset=True)
+        edited = await self._editor.update(tenant, note_id, changes, if_match=if_match)
+        await self._index(
+            tenant, [edited.note, *await self._store.get_many(tenant, edited.touched)]
+        )
+        if edited.requeue:
             await self._evolution.notes_changed(tenant, [note_id])
-        return updated, truncated
+        return edited.note, edited.truncated
 
-    async def delete(self, tenant: str, note_id: str) -> ErasureReceipt:
-        await self._store.get(tenant, note_id)  # 404 for an unknown id
-        return await self._erase_ids(tenant, [note_id])
-
-    async def erase(self, tenant: str, flt: NoteFilter) -> ErasureReceipt:
-        """Delete every note matching a scoped filter."""
-        return await self._erase_ids(tenant, await self._store.ids_where(tenant, flt))
-
-    async def _erase_ids(self, tenant: str, ids: Sequence[str]) -> ErasureReceipt:
-        """Unlink `ids` and scrub what their evolution wrote elsewhere (erasure.py), then
-        delete them. In that order, an erasure cut short (the embedding service down for the
-        scrub's re-embedding, a crash) leaves the notes in place and is finished by its retry;
-        deleting first left a retry nothing to find (404) and the neighbours unscrubbed."""
-        at = utcnow()
-        unlinked = await self._unlink(tenant, ids)
-        scrubbed = await self._scrub(tenant, ids)
-        await self._store.delete(tenant, ids)
-        await self._unindex(tenant, ids)
-        return ErasureReceipt(
-            erased=list(ids),
-            unlinked=unlinked,
-            scrubbed=[ScrubbedMemory(**line) for line in scrubbed],
-            at=at,
+    async def delete(
+        self, tenant: str, note_id: str, *, if_match: frozenset[int] | None = None
+    ) -> ErasureReceipt:
+        return await self._erased(
+            tenant, await self._editor.erase(tenant, ids=[note_id], if_match=if_match)
         )
 
-    async def _scrub(self, tenant: str, ids: Sequence[str]) -> list[dict]:
-        gone = set(ids)
-        if not gone:
-            return []
-        changed: list[Note] = []
-        lines: list[dict] = []
-        for note in await self._store.influenced_by(tenant, list(gone)):
-            if note.id in gone:
-                continue
-            result = scrub(note, gone)
-            if result is None:
-                continue
-            updated, line = result
-            updated.version = note.version + 1
-            updated.updated_at = utcnow()
-            changed.append(updated)
-            lines.append(line)
-        if not changed:
-            return []
-        # Context and tags are embedded: re-embed what changed, in one call.
-        texts = [n.embedding_text() for n in changed]
-        vectors = (await self._embedder.embed(texts)).vectors
-        fields = {"context", "tags", "evolution_history", "influenced_by", "version", "updated_at"}
-        await self._store.update_fields(tenant, changed, fields, embeddings=vectors)
-        await self._index(tenant, changed)
-        return lines
+    async def erase(self, tenant: str, flt: NoteFilter) -> ErasureReceipt:
+        """Delete every note matching a scoped filter (user_id and/or agent_id)."""
+        return await self._erased(tenant, await self._editor.erase(tenant, scope=flt))
+
+    async def _erased(self, tenant: str, erased: Erased) -> ErasureReceipt:
+        await self._unindex(tenant, erased.receipt.erased)
+        await self._index(tenant, await self._store.get_many(tenant, erased.touched))
+        return erased.receipt
 
     async def search(
         self,
@@ -354,17 +304,3 @@ class MemoryService:
         missing = sorted(ids - existing)
         if missing:
             raise InvalidArgument(f"{what}: {', '.join(missing)}")
-
-    async def _unlink(self, tenant: str, ids: Sequence[str]) -> list[str]:
-        """Remove `ids` from other notes' links; returns the notes changed."""
-        if not ids:
-            return []
-        gone = set(ids)
-        linking = [n for n in await self._store.linking_to(tenant, ids) if n.id not in gone]
-        now = utcnow()
-        for note in linking:
-            note.links = [link for link in note.links if link not in gone]
-            note.version += 1
-            note.updated_at = now
-        await self._store.update_fields(tenant, linking, {"links", "version", "updated_at"})
-        return [n.id for n in linking]

@@ -23,6 +23,9 @@ class GatewaySettings(CommonSettings):
     evolution_target: str | None = None
     # `?wait=true` on writes waits at most this long for the evolution to finish.
     max_wait_s: float = Field(default=60.0, gt=0)
+    # The deadline of a change (PATCH) or erasure sent to the tenant's writer, the evolution
+    # owner: an erasure of a user's memories re-embeds every neighbour it scrubs.
+    edit_timeout_s: float = Field(default=60.0, gt=0)
 
     # API keys: a JSON object {tenant: key}, where key is the plain key or "sha256:<hex>" of it,
     # given inline (AMEM_API_KEYS) or in a mounted file (AMEM_API_KEYS_FILE). Prefer hashes.

@@ -7,7 +7,7 @@ import hashlib
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from amem.core.errors import InvalidArgument, PayloadTooLarge
 from amem.core.model import EvolutionStatus, Instant, NoteFilter
@@ -43,6 +43,48 @@ _ERRORS = {
     },
 }
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "No such memory for this tenant"}}
+_ETAG = {
+    "ETag": {
+        "description": 'The memory\'s version as a strong entity tag ("3"): pass it in If-Match',
+        "schema": {"type": "string"},
+    }
+}
+_PRECONDITION = {
+    412: {
+        "model": ErrorBody,
+        "description": "If-Match names no version the memory is at: it changed; read it again",
+    }
+}
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='Change only if the memory is at one of these versions (its ETag, e.g. "3"; '
+        "a list, or *). Weak tags (W/...) never match.",
+    ),
+]
+
+
+def _if_match(value: str | None) -> frozenset[int] | None:
+    """The versions an If-Match header allows; None when it sets no condition (absent, or *:
+    the memory must exist, which it must anyway)."""
+    if value is None or value.strip() == "*":
+        return None
+    versions: set[int] = set()
+    for tag in value.split(","):
+        tag = tag.strip()
+        if tag.startswith("W/"):
+            continue  # RFC 9110: If-Match compares strongly, so a weak tag never matches
+        if not (len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit()):
+            raise InvalidArgument(f'If-Match: {tag!r} is not an entity tag such as "3"')
+        versions.add(int(tag[1:-1]))
+    return frozenset(versions)
+
+
+def _tagged(response: Response, note) -> None:
+    response.headers["ETag"] = f'"{note.version}"'
+
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=_ERRORS)
 
@@ -66,12 +108,18 @@ WaitTimeout = Annotated[
 ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_memory")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="create_memory",
+    responses={201: {"headers": _ETAG}},
+)
 async def create_memory(
     body: MemoryCreate,
     tenant: Tenant,
     service: Service,
     settings: Settings,
+    response: Response,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 30.0,
 ) -> MemoryWritten:
@@ -80,6 +128,7 @@ async def create_memory(
     [(note, truncated)] = await service.create(tenant, [body])
     if wait:
         [note] = await service.wait_settled(tenant, [note], min(wait_timeout, settings.max_wait_s))
+    _tagged(response, note)
     return _written(note, truncated)
 
 
@@ -214,25 +263,52 @@ async def search_memories(
     )
 
 
-@router.get("/{memory_id}", operation_id="get_memory", responses=_NOT_FOUND)
-async def get_memory(memory_id: str, tenant: Tenant, service: Service) -> MemoryPublic:
-    return MemoryPublic.of(await service.get(tenant, memory_id))
+@router.get(
+    "/{memory_id}",
+    operation_id="get_memory",
+    responses={**_NOT_FOUND, 200: {"headers": _ETAG}},
+)
+async def get_memory(
+    memory_id: str, tenant: Tenant, service: Service, response: Response
+) -> MemoryPublic:
+    note = await service.get(tenant, memory_id)
+    _tagged(response, note)
+    return MemoryPublic.of(note)
 
 
-@router.patch("/{memory_id}", operation_id="update_memory", responses=_NOT_FOUND)
+@router.patch(
+    "/{memory_id}",
+    operation_id="update_memory",
+    responses={**_NOT_FOUND, **_PRECONDITION, 200: {"headers": _ETAG}},
+)
 async def update_memory(
-    memory_id: str, body: MemoryUpdate, tenant: Tenant, service: Service
+    memory_id: str,
+    body: MemoryUpdate,
+    tenant: Tenant,
+    service: Service,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> MemoryWritten:
-    """Change some fields of a memory; it is re-embedded when its embedded text changes."""
-    note, truncated = await service.update(tenant, memory_id, body)
+    """Change some fields of a memory; it is re-embedded when its embedded text changes. A new
+    `content` also clears what evolution derived from the old one (keywords, context and tags
+    it wrote, links it added, and what it wrote into neighbours) and queues the memory for
+    evolution again; fields given in the same change are kept. With If-Match, only if the
+    memory is still at that version (else 412)."""
+    note, truncated = await service.update(tenant, memory_id, body, if_match=_if_match(if_match))
+    _tagged(response, note)
     return _written(note, truncated)
 
 
-@router.delete("/{memory_id}", operation_id="delete_memory", responses=_NOT_FOUND)
-async def delete_memory(memory_id: str, tenant: Tenant, service: Service) -> ErasureReceipt:
-    """Delete a memory, remove it from other memories' links, and undo what its evolution
-    wrote into other memories; the receipt lists every memory changed."""
-    return await service.delete(tenant, memory_id)
+@router.delete(
+    "/{memory_id}", operation_id="delete_memory", responses={**_NOT_FOUND, **_PRECONDITION}
+)
+async def delete_memory(
+    memory_id: str, tenant: Tenant, service: Service, if_match: IfMatch = None
+) -> ErasureReceipt:
+    """Delete a memory, remove it from other memories' links (and `follows`), and undo what its
+    evolution wrote into other memories; the receipt lists every memory changed. With
+    If-Match, only if the memory is still at that version (else 412)."""
+    return await service.delete(tenant, memory_id, if_match=_if_match(if_match))
 
 
 @router.get("/{memory_id}/links", operation_id="get_memory_links", responses=_NOT_FOUND)
