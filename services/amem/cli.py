@@ -1,6 +1,6 @@
 """The `amem` command: `amem run` starts the whole system locally in the foreground; `backup`,
-`restore`, `backups`, `export` and `import` move notes between ChromaDB and files or buckets
-(docs/operations.md)."""
+`restore`, `backups`, `export` and `import` move notes between ChromaDB and files or buckets;
+`doctor` audits the store and `reindex` repairs a tenant's vector index (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
             f"""
 amem is serving the REST API on {stack.gateway_url}  (OpenAPI docs: {stack.gateway_url}/docs)
 development API key: {key}
+ChromaDB on port {stack.chroma_port}, the evolution service on {stack.evolution_target}
+(`amem doctor --chroma-port {stack.chroma_port}`, `amem reindex --evolution-target ...`)
 
   curl -s -X POST {stack.gateway_url}/v1/memories -H 'Authorization: Bearer {key}' \\
        -H 'Content-Type: application/json' -d '{{"content": "The deploy key rotates every Monday"}}'
@@ -217,6 +219,89 @@ async def _import(args: argparse.Namespace, store: NoteStore) -> int:
     return 0
 
 
+async def _doctor(args: argparse.Namespace, store: NoteStore) -> int:
+    """Audit every note (or a sample) of each tenant: found by its own vector, and no link or
+    `follows` naming a note that is gone."""
+    import json
+
+    from amem.core import repair
+
+    tenants = args.tenant or sorted(await store.tenants())
+    report: dict[str, dict] = {}
+    for tenant in tenants:
+        ids = (
+            await repair.sample(store, tenant, args.sample)
+            if args.sample
+            else await store.all_ids(tenant)
+        )
+        audit = await repair.audit(store, tenant, ids)
+        entry: dict = {
+            "notes": await store.count(tenant),
+            "checked": audit.checked,
+            "unreachable": audit.unreachable,
+            "undetermined": audit.undetermined,
+        }
+        if not args.sample:  # dangling references need every note
+            present = set(ids)
+            links: dict[str, list[str]] = {}
+            follows: dict[str, str] = {}
+            for start in range(0, len(ids), 500):
+                for note in await store.get_many(tenant, ids[start : start + 500]):
+                    if missing := [i for i in note.links if i not in present]:
+                        links[note.id] = missing
+                    if note.follows is not None and note.follows not in present:
+                        follows[note.id] = note.follows
+            entry.update(dangling_links=links, dangling_follows=follows)
+        report[tenant] = entry
+    client = await store.client()
+    async with store.call("list_collections"):
+        names = [c.name for c in await client.list_collections()]
+    leftovers = sorted(n for n in names if n.startswith(repair.REBUILD_PREFIX))
+    failing = any(
+        e["unreachable"] or e.get("dangling_links") or e.get("dangling_follows")
+        for e in report.values()
+    )
+    if args.json:
+        print(json.dumps({"tenants": report, "leftover_collections": leftovers}, indent=2))
+        return int(failing)
+    for tenant, e in report.items():
+        line = (
+            f"{tenant}: {e['notes']} notes, {e['checked']} checked, "
+            f"{len(e['unreachable'])} unreachable by their own vector"
+        )
+        if e["undetermined"]:
+            line += f", {len(e['undetermined'])} undetermined (identical vectors)"
+        if "dangling_links" in e:
+            line += (
+                f", {len(e['dangling_links'])} with dangling links, "
+                f"{len(e['dangling_follows'])} with a dangling follows"
+            )
+        print(line)
+        for note_id in e["unreachable"][:20]:
+            print(f"  unreachable: {note_id}")
+        if e["unreachable"]:
+            print(f"  repair: amem reindex --tenant {tenant}")
+    for name in leftovers:
+        print(f"leftover collection of an interrupted rebuild: {name} (safe to delete)")
+    return int(failing)
+
+
+async def _reindex(args: argparse.Namespace) -> int:
+    from amem.core.evolution_client import EvolutionClient
+
+    client = EvolutionClient(args.evolution_target)
+    try:
+        print(f"{args.tenant}: rebuilding its collection on the tenant's evolution owner...")
+        done = await client.reindex(args.tenant, timeout_s=args.timeout)
+    finally:
+        await client.close()
+    print(
+        f"{args.tenant}: {done.notes} notes in the rebuilt collection "
+        f"({done.copied} copies in {done.passes} passes, {done.seconds:.1f}s)"
+    )
+    return 0
+
+
 def _keys(args: argparse.Namespace) -> int:
     """The admin API, over HTTP, with the admin key from AMEM_ADMIN_KEY."""
     import httpx
@@ -321,6 +406,24 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AMEM_EMBEDDING_TARGET"),
         help="embedding service (host:port) for lines without an embedding",
     )
+    p = sub.add_parser(
+        "doctor",
+        parents=[chroma],
+        help="audit the store: every note found by its own vector, no dangling link or follows",
+    )
+    p.add_argument("--tenant", action="append", type=_tenant, help="only this tenant (repeat)")
+    p.add_argument("--sample", type=int, metavar="N", help="audit N notes per tenant, not all")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p = sub.add_parser(
+        "reindex", help="rebuild a tenant's vector index online (on its evolution owner)"
+    )
+    p.add_argument("--tenant", required=True, type=_tenant)
+    p.add_argument(
+        "--evolution-target",
+        default=os.environ.get("AMEM_EVOLUTION_TARGET", "127.0.0.1:50052"),
+        help="the evolution service (host:port); default AMEM_EVOLUTION_TARGET",
+    )
+    p.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
     p = sub.add_parser("keys", help="manage tenants' API keys (admin key in AMEM_ADMIN_KEY)")
     p.add_argument("--url", default=os.environ.get("AMEM_URL", "http://127.0.0.1:8080"))
     actions = p.add_subparsers(dest="action", required=True)
@@ -343,7 +446,15 @@ def main(argv: list[str] | None = None) -> int:
         return _keys(args)
     if args.command == "backups":
         return _main_async(_backups(args))
-    command = {"backup": _backup, "restore": _restore, "export": _export, "import": _import}
+    if args.command == "reindex":
+        return _main_async(_reindex(args))
+    command = {
+        "backup": _backup,
+        "restore": _restore,
+        "export": _export,
+        "import": _import,
+        "doctor": _doctor,
+    }
 
     async def with_store() -> int:
         async with _store(args) as store:

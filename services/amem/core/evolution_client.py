@@ -128,6 +128,15 @@ class EvolutionClient:
             touched=list(reply.touched),
         )
 
+    async def reindex(self, tenant: str, *, timeout_s: float) -> evolution_pb2.ReindexResponse:
+        """Rebuild the tenant's collection on its owner (core/repair.py)."""
+        try:
+            return await self._stub.Reindex(
+                evolution_pb2.ReindexRequest(tenant=tenant), timeout=timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, peer="evolution service") from exc
+
     async def _edit(self, method: Any, request: Any) -> Any:
         with self._breaker.guard():
             try:

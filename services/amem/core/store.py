@@ -188,7 +188,7 @@ def _translate(exc: Exception, timeout_s: float | None) -> tuple[str, Exception]
 
 
 @asynccontextmanager
-async def _chroma_errors(
+async def chroma_call(
     op: str, timeout_s: float | None, breaker: Breaker | None
 ) -> AsyncIterator[None]:
     """Bound a Chroma call in time, trace and time it, and turn the client's failures into
@@ -244,7 +244,7 @@ class NoteStore:
         self._lock = asyncio.Lock()
 
     def _call(self, op: str) -> AbstractAsyncContextManager[None]:
-        return _chroma_errors(op, self._timeout, self._breaker)
+        return chroma_call(op, self._timeout, self._breaker)
 
     async def _get_client(self) -> AsyncClientAPI:
         # Connect lazily: the gateway may start before ChromaDB is up (readiness covers that).
@@ -261,21 +261,62 @@ class NoteStore:
     async def _collection(self, tenant: str) -> AsyncCollection:
         col = self._collections.get(tenant)
         if col is None:
-            client = await self._get_client()
-            async with self._call("get_or_create_collection"):
-                col = await client.get_or_create_collection(
-                    f"{self._prefix}{tenant}",
-                    embedding_function=None,
-                    configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"amem_tenant": tenant},
-                )
+            col = await self.create_collection(self.collection_name(tenant), tenant, exist_ok=True)
             self._collections[tenant] = col
         return col
+
+    def collection_name(self, tenant: str) -> str:
+        return f"{self._prefix}{tenant}"
+
+    async def collection(self, tenant: str) -> AsyncCollection:
+        """The tenant's collection (created if new)."""
+        return await self._collection(tenant)
+
+    async def create_collection(
+        self, name: str, tenant: str, *, exist_ok: bool = False
+    ) -> AsyncCollection:
+        """A collection configured as a tenant's (cosine space), named `name`."""
+        client = await self._get_client()
+        create = client.get_or_create_collection if exist_ok else client.create_collection
+        async with self._call("get_or_create_collection" if exist_ok else "create_collection"):
+            return await create(
+                name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"amem_tenant": tenant},
+            )
+
+    async def client(self) -> AsyncClientAPI:
+        return await self._get_client()
+
+    def call(self, op: str) -> AbstractAsyncContextManager[None]:
+        """Bound, trace, time and translate one ChromaDB call (see `chroma_call`)."""
+        return self._call(op)
+
+    def forget(self, tenant: str) -> None:
+        """Drop the cached handle of the tenant's collection (it was replaced)."""
+        self._collections.pop(tenant, None)
+
+    async def _live(self, tenant: str, col: AsyncCollection) -> bool:
+        """Whether `col` is still the collection named after the tenant: a rebuild
+        (core/repair.py) swaps in a new one under the same name, and a cached handle keeps
+        reaching the old one, by id. Waits out the moment in a swap when neither has the name."""
+        client = await self._get_client()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                async with self._call("get_collection"):
+                    current = await client.get_collection(self.collection_name(tenant))
+                return current.id == col.id
+            except _CollectionGone:
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.05)
 
     async def heartbeat(self) -> None:
         client = await self._get_client()
         # Past the breaker: readiness must see ChromaDB as it is, not as the breaker last saw it.
-        async with _chroma_errors("heartbeat", self._timeout, None):
+        async with chroma_call("heartbeat", self._timeout, None):
             await client.heartbeat()
 
     @_recollect
@@ -287,14 +328,24 @@ class NoteStore:
             raise ValueError("one embedding per note")
         if not notes:
             return
+        records = {
+            "ids": [n.id for n in notes],
+            "embeddings": [list(e) for e in embeddings],
+            "documents": [n.content for n in notes],
+            "metadatas": [to_metadata(n) for n in notes],
+        }
         col = await self._collection(tenant)
         async with self._call("upsert"):
-            await col.upsert(
-                ids=[n.id for n in notes],
-                embeddings=[list(e) for e in embeddings],
-                documents=[n.content for n in notes],
-                metadatas=[to_metadata(n) for n in notes],
-            )
+            await col.upsert(**records)
+        # New notes come from every gateway, outside the tenant's writer: a write that reached
+        # a collection a rebuild has just swapped out is written again to the live one, so no
+        # acknowledged note stays behind in the old one when it is deleted.
+        if not await self._live(tenant, col):
+            log.info("collection of a tenant was rebuilt; writing to the new one")
+            self.forget(tenant)
+            col = await self._collection(tenant)
+            async with self._call("upsert"):
+                await col.upsert(**records)
 
     @_recollect
     async def update_fields(
@@ -554,7 +605,7 @@ class SystemCollection:
         self._client: AsyncClientAPI | None = None
 
     async def _collection(self) -> AsyncCollection:
-        async with _chroma_errors("get_or_create_collection", self._timeout, None):
+        async with chroma_call("get_or_create_collection", self._timeout, None):
             if self._client is None:
                 self._client = await chromadb.AsyncHttpClient(
                     host=self._host, port=self._port, settings=Settings(anonymized_telemetry=False)
@@ -564,13 +615,13 @@ class SystemCollection:
     async def get(self, ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """Metadata by id: of `ids` (those that exist), or of every record."""
         col = await self._collection()
-        async with _chroma_errors("get", self._timeout, None):
+        async with chroma_call("get", self._timeout, None):
             got = await col.get(ids=list(ids) if ids is not None else None, include=["metadatas"])
         return dict(zip(got["ids"], got["metadatas"], strict=True))
 
     async def put(self, records: dict[str, dict[str, Any]]) -> None:
         col = await self._collection()
-        async with _chroma_errors("upsert", self._timeout, None):
+        async with chroma_call("upsert", self._timeout, None):
             await col.upsert(
                 ids=list(records),
                 embeddings=[[0.0]] * len(records),

@@ -10,15 +10,16 @@ import orjson
 from opentelemetry import trace
 from prometheus_client import start_http_server
 
-from amem.core import logs, tracing
+from amem.core import logs, repair, tracing
 from amem.core.embedding_client import EmbeddingClient
-from amem.core.errors import InvalidArgument
+from amem.core.errors import InvalidArgument, NotFound
 from amem.core.evolution_client import EvolutionClient, if_match_of
 from amem.core.grpc_server import create_server, set_serving, wait_for_stop_signal
 from amem.core.model import NoteFilter
 from amem.core.quotas import Quotas, UsageStore
 from amem.core.store import NoteStore
 from amem.core.writer import NoteWriter
+from amem.evolution.auditor import audit_forever
 from amem.evolution.brain import Brain, LLMBrain, OfflineBrain
 from amem.evolution.engine import Engine
 from amem.evolution.llm import make_llm
@@ -34,12 +35,18 @@ SERVICE_NAME = evolution_pb2.DESCRIPTOR.services_by_name["EvolutionService"].ful
 
 class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
     def __init__(
-        self, scheduler: Scheduler, engine: Engine, membership: Membership, writer: NoteWriter
+        self,
+        scheduler: Scheduler,
+        engine: Engine,
+        membership: Membership,
+        writer: NoteWriter,
+        store: NoteStore,
     ):
         self._scheduler = scheduler
         self._engine = engine
         self._membership = membership
         self._writer = writer
+        self._store = store
 
     def _owner(self, tenant: str) -> EvolutionClient | None:
         """A client of the owner when it is another replica, else None."""
@@ -105,6 +112,25 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
             receipt_json=erased.receipt.model_dump_json(), touched=erased.touched
         )
 
+    async def Reindex(self, request, context):  # noqa: N802
+        owner = self._owner(request.tenant)
+        if owner is not None:
+            return await owner.reindex(request.tenant, timeout_s=context.time_remaining() or 3600)
+        if request.tenant not in await self._store.tenants():
+            raise NotFound(f"no tenant {request.tenant!r}")
+
+        async def rebuild() -> repair.Rebuilt:
+            return await repair.rebuild(self._store, self._writer, request.tenant)
+
+        # Shielded: a caller that gives up must not leave the swap half-way.
+        rebuilt = await asyncio.shield(self._scheduler.run_exclusive(request.tenant, rebuild))
+        return evolution_pb2.ReindexResponse(
+            notes=rebuilt.notes,
+            copied=rebuilt.copied,
+            passes=rebuilt.passes,
+            seconds=rebuilt.seconds,
+        )
+
 
 def make_brain(settings: EvolutionSettings, embedder: EmbeddingClient) -> Brain:
     llm = make_llm(settings)
@@ -146,13 +172,25 @@ async def serve(settings: EvolutionSettings) -> None:
     )
     server, port, health = await create_server(settings.listen, [SERVICE_NAME])
     evolution_pb2_grpc.add_EvolutionServiceServicer_to_server(
-        EvolutionServicer(scheduler, engine, membership, writer), server
+        EvolutionServicer(scheduler, engine, membership, writer, store), server
     )
     await server.start()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
     scheduler.start()
     watcher = asyncio.create_task(membership.run(settings.peers_refresh_s))
+    auditor = (
+        asyncio.create_task(
+            audit_forever(
+                store,
+                scheduler.owns,
+                interval_s=settings.audit_interval_s,
+                sample=settings.audit_sample,
+            )
+        )
+        if settings.audit_interval_s
+        else None
+    )
     await set_serving(health, [SERVICE_NAME], True)
     log.info(
         "evolution service replica %d/%d listening on port %d",
@@ -167,6 +205,8 @@ async def serve(settings: EvolutionSettings) -> None:
     await scheduler.stop()  # unfinished notes stay pending and are picked up again
     await server.stop(settings.shutdown_grace_s)
     watcher.cancel()
+    if auditor is not None:
+        auditor.cancel()
     await membership.close()
     await embedder.close()
     await store.close()

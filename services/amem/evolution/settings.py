@@ -46,6 +46,10 @@ class EvolutionSettings(CommonSettings):
 
     # How often to look for pending notes nobody told us about (after a crash, a lost Notify).
     scan_interval_s: float = Field(default=10.0, gt=0)
+    # The sampled audit of the vector index (evolution/auditor.py): this often (0: off), this
+    # many notes of each owned tenant.
+    audit_interval_s: float = Field(default=900.0, ge=0)
+    audit_sample: int = Field(default=20, ge=1, le=1000)
     # Neighbours shown to the LLM for linking and evolution.
     neighbours: int = Field(default=5, ge=1, le=20)
     # The offline backend links to neighbours at least this similar (cosine).
