@@ -282,7 +282,13 @@ async def _doctor(args: argparse.Namespace, store: NoteStore) -> int:
         if e["unreachable"]:
             print(f"  repair: amem reindex --tenant {tenant}")
     for name in leftovers:
-        print(f"leftover collection of an interrupted rebuild: {name} (safe to delete)")
+        if name.endswith("-old") or "-squatter-" in name:
+            print(
+                f"leftover collection of an interrupted rebuild: {name}: may hold writes the "
+                "live collection lacks; compare before deleting it (docs/operations.md)"
+            )
+        else:
+            print(f"leftover copy of an interrupted rebuild: {name} (safe to delete)")
     return int(failing)
 
 

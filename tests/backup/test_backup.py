@@ -69,7 +69,13 @@ def bstack(stack: LocalStack, tmp_path_factory) -> Iterator[LocalStack]:
     s = LocalStack.for_tenants(
         root,
         {"tenant-a": KEY_A, "tenant-b": KEY_B, "tenant-c": KEY_C},
-        env={"AMEM_ADMIN_API_KEYS": json.dumps([ADMIN]), "AMEM_KEYS_REFRESH_S": "1"},
+        env={
+            "AMEM_ADMIN_API_KEYS": json.dumps([ADMIN]),
+            "AMEM_KEYS_REFRESH_S": "1",
+            # Retrieval counts land before a test's snapshot of the notes, not at a random
+            # moment of the next 10 s (one landed after a restore and changed the notes).
+            "AMEM_ACCESS_FLUSH_S": "0.5",
+        },
         embedding_from=stack,
         evolution=False,
     )

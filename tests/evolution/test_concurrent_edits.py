@@ -248,3 +248,72 @@ def test_if_match_makes_patch_and_delete_conditional_on_the_version(request, cli
     fresh = r.headers["etag"]
     r = c.delete(f"/v1/memories/{note_id}", headers={"If-Match": f'"999", {fresh}'})
     assert r.status_code == 200 and r.json()["erased"] == [note_id]
+
+
+def _strengthening(request: dict) -> Reply:
+    """Construction as the default; evolution refines the new note's tags (A-MEM's strengthen)."""
+    if _construction(request):
+        return default_responder(request)
+    return answer({"links": [], "tags": ["proj", "refined"], "neighbour_updates": []})
+
+
+def test_the_callers_tags_come_back_after_every_content_change(evo, scripted, user_id):
+    """Evolution refined the tags the caller gave; each new content starts again from the
+    caller's, not from empty (the first change's history must not hide them)."""
+    remember(evo, content=f"Neighbour so that evolution runs {user_id}", user_id=user_id)
+    scripted.set(_strengthening)
+    note = remember(evo, content="Sprint review on Friday", tags=["proj"], user_id=user_id)
+    assert note["tags"] == ["proj", "refined"]
+    for content in ("Sprint review on Monday", "Sprint review on Tuesday"):
+        r = evo.patch(f"/v1/memories/{note['id']}", json={"content": content})
+        assert r.json()["tags"] == ["proj"], content
+        assert settled(evo, note["id"])["tags"] == ["proj", "refined"]
+
+
+def test_a_link_removed_during_evolution_stays_removed(evo, scripted, user_id):
+    old = remember(evo, content="Heron bridge inspection in April", user_id=user_id)
+
+    def responder(request: dict) -> Reply:
+        if _construction(request):
+            return default_responder(request)
+        handles = [h for h, c in offered(request).items() if c.startswith("Heron bridge")]
+        return answer({"links": handles, "tags": [], "neighbour_updates": []})
+
+    content = f"Heron bridge inspection moved {user_id}"
+    gate = Gate(
+        lambda r: not _construction(r) and content in r["messages"][-1]["content"], responder
+    )
+    scripted.set(gate)
+    note = remember(evo, content=content, links=[old["id"]], user_id=user_id, wait=False)
+    gate.wait_reached()
+    r = evo.patch(f"/v1/memories/{note['id']}", json={"links": []})
+    assert r.status_code == 200, r.text
+    gate.open()
+    assert settled(evo, note["id"])["links"] == []  # the LLM proposed it; the caller removed it
+
+
+def test_a_note_moved_to_another_user_during_evolution_is_decided_again(evo, scripted, user_id):
+    theirs = remember(evo, content="Otter habitat survey notes", user_id=user_id)
+    mover = user_id + "-mover"
+
+    def responder(request: dict) -> Reply:
+        if _construction(request):
+            return default_responder(request)
+        handles = [h for h, c in offered(request).items() if c.startswith("Otter habitat")]
+        updates = [{"id": h, "context": "copied from the mover", "tags": ["x"]} for h in handles]
+        return answer({"links": handles, "tags": [], "neighbour_updates": updates})
+
+    content = f"Otter habitat survey was repeated {user_id}"
+    gate = Gate(
+        lambda r: not _construction(r) and content in r["messages"][-1]["content"], responder
+    )
+    scripted.set(gate)
+    note = remember(evo, content=content, user_id=user_id, wait=False)
+    gate.wait_reached()
+    r = evo.patch(f"/v1/memories/{note['id']}", json={"user_id": mover})
+    assert r.status_code == 200, r.text
+    gate.open()
+    done = settled(evo, note["id"])
+    assert done["user_id"] == mover and done["links"] == []  # evolved among the mover's notes
+    untouched = evo.get(f"/v1/memories/{theirs['id']}").json()
+    assert untouched["context"] == theirs["context"] and untouched["version"] == theirs["version"]

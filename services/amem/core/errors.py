@@ -117,6 +117,8 @@ _BY_GRPC_CODE: dict[grpc.StatusCode, type[AmemError]] = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
     grpc.StatusCode.CANCELLED: Unavailable,
+    # An older peer without the method (during a rolling upgrade): retry on a newer one.
+    grpc.StatusCode.UNIMPLEMENTED: Unavailable,
 }
 
 

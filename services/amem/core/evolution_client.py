@@ -39,6 +39,11 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
+# Metadata of a call one replica forwards to the tenant's owner (served there, never again
+# forwarded).
+FORWARDED = ("amem-forwarded", "1")
+
+
 def if_match_fields(if_match: frozenset[int] | None) -> dict[str, Any]:
     return {"if_versions": sorted(if_match or ()), "if_match": if_match is not None}
 
@@ -75,11 +80,14 @@ class EvolutionClient:
                 raise from_rpc_error(exc, peer="evolution service") from exc
         return reply.owner
 
-    async def revert(self, tenant: str, note_id: str, entry_id: str, *, timeout_s: float) -> str:
+    async def revert(
+        self, tenant: str, note_id: str, entry_id: str, *, timeout_s: float, forwarded: bool = False
+    ) -> str:
         try:
             reply = await self._stub.Revert(
                 evolution_pb2.RevertRequest(tenant=tenant, note_id=note_id, entry_id=entry_id),
                 timeout=timeout_s,
+                metadata=(FORWARDED,) if forwarded else None,
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, peer="evolution service") from exc
@@ -92,20 +100,21 @@ class EvolutionClient:
         changes: dict[str, Any],
         *,
         if_match: frozenset[int] | None = None,
+        forwarded: float | None = None,
     ) -> Edited:
+        """`forwarded`: the deadline left (s) when a replica forwards the call to the owner."""
         request = evolution_pb2.UpdateRequest(
             tenant=tenant,
             note_id=note_id,
             changes_json=orjson.dumps(changes).decode(),
             **if_match_fields(if_match),
         )
-        reply = await self._edit(self._stub.Update, request)
-        return Edited(
-            note=Note.model_validate_json(reply.note_json),
-            truncated=reply.embedding_truncated,
-            touched=list(reply.touched),
-            requeue=reply.requeue,
-        )
+        reply = await self._edit(self._stub.Update, request, forwarded)
+        return _edited(reply)
+
+    async def retry(self, tenant: str, note_id: str, *, forwarded: float | None = None) -> Edited:
+        request = evolution_pb2.RetryRequest(tenant=tenant, note_id=note_id)
+        return _edited(await self._edit(self._stub.Retry, request, forwarded))
 
     async def erase(
         self,
@@ -114,6 +123,7 @@ class EvolutionClient:
         ids: Sequence[str] | None = None,
         scope: NoteFilter | None = None,
         if_match: frozenset[int] | None = None,
+        forwarded: float | None = None,
     ) -> Erased:
         request = evolution_pb2.EraseRequest(
             tenant=tenant,
@@ -122,27 +132,44 @@ class EvolutionClient:
             agent_id=scope.agent_id if scope else None,
             **if_match_fields(if_match),
         )
-        reply = await self._edit(self._stub.Erase, request)
+        reply = await self._edit(self._stub.Erase, request, forwarded)
         return Erased(
             receipt=ErasureReceipt.model_validate_json(reply.receipt_json),
             touched=list(reply.touched),
         )
 
-    async def reindex(self, tenant: str, *, timeout_s: float) -> evolution_pb2.ReindexResponse:
+    async def reindex(
+        self, tenant: str, *, timeout_s: float, forwarded: bool = False
+    ) -> evolution_pb2.ReindexResponse:
         """Rebuild the tenant's collection on its owner (core/repair.py)."""
         try:
             return await self._stub.Reindex(
-                evolution_pb2.ReindexRequest(tenant=tenant), timeout=timeout_s
+                evolution_pb2.ReindexRequest(tenant=tenant),
+                timeout=timeout_s,
+                metadata=(FORWARDED,) if forwarded else None,
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, peer="evolution service") from exc
 
-    async def _edit(self, method: Any, request: Any) -> Any:
+    async def _edit(self, method: Any, request: Any, forwarded: float | None) -> Any:
         with self._breaker.guard():
             try:
-                return await method(request, timeout=self._edit_timeout)
+                return await method(
+                    request,
+                    timeout=self._edit_timeout if forwarded is None else forwarded,
+                    metadata=None if forwarded is None else (FORWARDED,),
+                )
             except grpc.aio.AioRpcError as exc:
                 raise from_rpc_error(exc, peer="evolution service") from exc
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+def _edited(reply: evolution_pb2.UpdateResponse) -> Edited:
+    return Edited(
+        note=Note.model_validate_json(reply.note_json),
+        truncated=reply.embedding_truncated,
+        touched=list(reply.touched),
+        requeue=reply.requeue,
+    )

@@ -72,11 +72,27 @@ def links_added(note: Note) -> set[str]:
 
 
 def original(note: Note, name: str) -> Any:
-    """The value of field `name` before the machine first changed it (the caller's, or empty);
-    None when the history cannot tell (its first entries were erased or trimmed)."""
-    for old in note.evolution_history:
+    """The value of field `name` before the machine first changed it since the content last
+    changed (the caller's, or empty); None when the history cannot tell (trimmed)."""
+    entries = note.evolution_history
+    edits = [i for i, old in enumerate(entries) if old.get("kind") == "edit"]
+    since = edits[-1] + 1 if edits else 0  # an edit erased everything before it
+    for old in entries[since:]:
         if old.get("erased"):
-            return None
-        if name in (old.get("after") or {}):
+            # Undone by an erasure, whose entry holds the value it restored, if it was this.
+            undoer = next(
+                (
+                    u
+                    for u in entries
+                    if u.get("kind") == "erasure" and old["id"] in (u.get("undone") or ())
+                ),
+                None,
+            )
+            if undoer is not None and name in undoer["after"]:
+                return undoer["after"][name]
+            continue
+        if old.get("kind") in DERIVING and name in (old.get("after") or {}):
             return old["before"].get(name)
+    if edits and name in entries[edits[-1]]["after"]:
+        return entries[edits[-1]]["after"][name]
     return None

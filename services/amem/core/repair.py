@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -196,14 +197,22 @@ async def _copy(
     return copied
 
 
-async def rebuild(store: NoteStore, writer: NoteWriter, tenant: str) -> Rebuilt:
+async def rebuild(
+    store: NoteStore,
+    writer: NoteWriter,
+    tenant: str,
+    *,
+    also_forget: Sequence[NoteStore] = (),
+) -> Rebuilt:
     """Replace the tenant's collection by a fresh copy of its records (the module's doc). The
-    caller keeps the tenant's evolution paused meanwhile."""
+    caller keeps the tenant's evolution paused meanwhile. `store` reads and writes (give it a
+    deadline fit for reading every id of a tenant); each of `also_forget` drops its cached
+    handle of the tenant's collection at the swap, as `store` does."""
     started = time.monotonic()
+    store.forget(tenant)  # a handle cached before an earlier rebuild would reach the old one
     old = await store.collection(tenant)
     stamp = utcnow().strftime("%Y%m%dt%H%M%S")
-    fresh_name = f"{REBUILD_PREFIX}{tenant}-{stamp}"
-    fresh = await store.create_collection(fresh_name, tenant)
+    fresh = await store.create_collection(f"{REBUILD_PREFIX}{tenant}-{stamp}", tenant)
     since = to_micros(utcnow() - _MARGIN)
     seen: dict[str, object] = {}  # id -> updated_at of the copy made
     copied = await _copy(store, old, fresh, await _all_ids(store, old), seen)
@@ -227,9 +236,18 @@ async def rebuild(store: NoteStore, writer: NoteWriter, tenant: str) -> Rebuilt:
         retired = f"{REBUILD_PREFIX}{tenant}-{stamp}-old"
         async with store.call("modify"):
             await old.modify(name=retired)
-        await _claim_name(store, tenant, fresh, seen)
-        store.forget(tenant)
-        # What a gateway wrote through its old handle while the names moved.
+        try:
+            await _claim_name(store, tenant, fresh, seen)
+        except BaseException:
+            # The tenant keeps its old collection (and index) rather than none at all.
+            log.exception("rebuild could not swap in the new collection; keeping the old one")
+            await _claim_name(store, tenant, old, {})
+            raise
+        for cached in (store, *also_forget):
+            cached.forget(tenant)
+        # What a gateway wrote through its old handle while the names moved. Until this is
+        # copied the old collection holds writes the new one lacks: a failure here leaves it
+        # in place (named ...-old), for `amem doctor` to report.
         late = await _changed_since(store, old, since)
         copied += await _copy(store, old, fresh, late, seen)
         client = await store.client()
@@ -246,18 +264,21 @@ async def rebuild(store: NoteStore, writer: NoteWriter, tenant: str) -> Rebuilt:
 
 
 async def _claim_name(
-    store: NoteStore, tenant: str, fresh: AsyncCollection, seen: dict[str, object]
+    store: NoteStore, tenant: str, target: AsyncCollection, seen: dict[str, object]
 ) -> None:
-    """Give `fresh` the tenant's name. A client that opened the tenant in the moment it had
-    no collection created an empty one under the name: fold whatever reached that into
-    `fresh`, delete it, and try again."""
+    """Give `target` the tenant's name. A client that opened the tenant in the moment it had
+    no collection created an empty one under the name (a squatter): rename it away, take the
+    name, then fold whatever reached the squatter into `target` and delete it. A write that
+    lands in the squatter after that finds, as every gateway write checks, that its
+    collection lost the name, and is written again to `target` (NoteStore.put)."""
     name = store.collection_name(tenant)
     client = await store.client()
-    for _ in range(10):
+    squatters: list[str] = []
+    for attempt in range(10):
         try:
             async with store.call("modify"):
-                await fresh.modify(name=name)
-            return
+                await target.modify(name=name)
+            break
         except InvalidArgument as refused:  # the name is taken, or something else is wrong
             try:
                 async with store.call("get_collection"):
@@ -265,7 +286,15 @@ async def _claim_name(
             except Unavailable:
                 raise refused from None  # not taken: the refusal was about something else
             log.warning("a client re-created the tenant's collection mid-swap; folding it in")
-            await _copy(store, squatter, fresh, await _all_ids(store, squatter), seen)
-            async with store.call("delete_collection"):
-                await client.delete_collection(name)
-    raise RuntimeError(f"could not give the rebuilt collection the name {name!r}")
+            away = f"{REBUILD_PREFIX}{tenant}-squatter-{attempt}-{uuid.uuid4().hex[:8]}"
+            async with store.call("modify"):
+                await squatter.modify(name=away)
+            squatters.append(away)
+    else:
+        raise RuntimeError(f"could not give the rebuilt collection the name {name!r}")
+    for away in squatters:
+        async with store.call("get_collection"):
+            squatter = await client.get_collection(away)
+        await _copy(store, squatter, target, await _all_ids(store, squatter), seen)
+        async with store.call("delete_collection"):
+            await client.delete_collection(away)

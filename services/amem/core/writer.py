@@ -1,11 +1,12 @@
 """The one writer of a tenant's stored notes.
 
 Notes are created by the gateways (new ids, group-committed), but every change to a stored
-note goes through its tenant's writer: the caller's PATCH and DELETE, erasure, evolution,
-revert. In a deployment that is the tenant's evolution owner (evolution/scheduler.py), which
-the gateways call over gRPC (`Update`, `Erase`); a gateway with no evolution service holds a
-writer of its own. ChromaDB has no conditional write, so the writer's per-tenant lock is what
-makes a read-check-write sequence atomic, and every writer of a tenant must be in one process:
+note goes through its tenant's writer: the caller's PATCH and DELETE, a retry of a failed
+evolution, erasure, evolution, revert. In a deployment that is the tenant's evolution owner
+(evolution/scheduler.py), which the gateways call over gRPC (`Update`, `Erase`, `Retry`); a
+gateway with no evolution service holds a writer of its own. ChromaDB has no conditional
+write, so the writer's per-tenant lock is what makes a read-check-write sequence atomic, and
+every writer of a tenant must be in one process:
 
 - a caller's change is applied under the lock, after its If-Match check (412 when the stored
   version is not one the caller named);
@@ -36,7 +37,7 @@ from pydantic import ValidationError
 from amem.core import history
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.erasure import ErasureReceipt, ScrubbedMemory, scrub
-from amem.core.errors import InvalidArgument, NotFound, PreconditionFailed
+from amem.core.errors import Conflict, InvalidArgument, NotFound, PreconditionFailed
 from amem.core.model import EvolutionStatus, Note, NoteFilter, utcnow
 from amem.core.store import NoteStore
 
@@ -88,6 +89,8 @@ class Editor(Protocol):
         scope: NoteFilter | None = None,
         if_match: frozenset[int] | None = None,
     ) -> Erased: ...
+
+    async def retry(self, tenant: str, note_id: str) -> Edited: ...
 
 
 def check_if_match(note: Note, if_match: frozenset[int] | None) -> None:
@@ -156,19 +159,36 @@ class NoteWriter:
             texts += [n.embedding_text() for n in neighbours]
             embedded = await self._embedder.embed(texts) if texts else None
             vectors = embedded.vectors if embedded else []
-            await self._store.update_fields(
-                tenant, [updated], fields, embeddings=vectors[:1] if reembed else None
-            )
+            # Neighbours first: a change cut short after them is retried whole (its content
+            # still differs), while one cut short after the note would leave them unscrubbed.
             if neighbours:
                 await self._store.update_fields(
                     tenant, neighbours, _SCRUBBED_FIELDS, embeddings=vectors[int(reembed) :]
                 )
+            await self._store.update_fields(
+                tenant, [updated], fields, embeddings=vectors[:1] if reembed else None
+            )
         return Edited(
             note=updated,
             truncated=bool(reembed and embedded and embedded.truncated[0]),
             touched=[n.id for n in neighbours],
             requeue=content_changed,
         )
+
+    async def retry(self, tenant: str, note_id: str) -> Edited:
+        """Queue a `failed` note for evolution again (a pending one is queued as it is);
+        Conflict for one already evolved."""
+        async with self.locked(tenant):
+            note = await self._store.get(tenant, note_id)
+            if note.status is EvolutionStatus.DONE:
+                raise Conflict(f"memory {note_id!r} is already evolved")
+            if note.status is EvolutionStatus.FAILED:
+                note.status, note.status_reason = EvolutionStatus.PENDING, None
+                note.version += 1
+                note.updated_at = utcnow()
+                fields = {"status", "status_reason", "version", "updated_at"}
+                await self._store.update_fields(tenant, [note], fields)
+        return Edited(note=note, truncated=False, requeue=True)
 
     async def erase(
         self,

@@ -17,9 +17,10 @@ Every write is a compare-and-set under the tenant writer's lock (core/writer.py)
 versions the plan was decided from, since the caller may change the note meanwhile (a PATCH,
 a DELETE):
 - the note changed but not its content: the plan is applied on top, and each field the caller
-  changed since the decision keeps the caller's value;
+  changed since the decision keeps the caller's value (links the caller removed stay removed);
 - its content changed: the plan is dropped and the note decided again;
-- a neighbour shown to the decision was erased: decided again (the plan may carry its text);
+- a neighbour shown to the decision was erased, or the note moved to another user: decided
+  again (the plan may carry the erased text, or the other user's neighbours);
 - a neighbour changed since it was shown: its rewrite is skipped (it was advice about text
   that is gone);
 - links to notes erased meanwhile, and a `follows` naming one, are dropped at the last write.
@@ -172,7 +173,11 @@ class Engine:
             if fresh.status is not EvolutionStatus.PENDING:
                 return "superseded"
             if again is _Again.REPLAN or fresh.content != note.content:
-                fresh.plan = None  # its journal, if any, is overwritten by the next one
+                if fresh.plan is not None:  # a journal of the old plan: it must not come back
+                    cleared = fresh.model_copy(update={"plan": None})
+                    if await self._commit(tenant, fresh, cleared, {"plan"}, bump=False):
+                        fresh = cleared
+                fresh.plan = None
             elif fresh.plan is None:
                 fresh.plan, journaled = note.plan, False  # decided, not yet journalled
             else:
@@ -234,12 +239,18 @@ class Engine:
             "neighbour_updates": updates,
             "neighbours_shown": [n.note.id for n in neighbours],
             # What it was decided from: a caller's later change to these wins over the plan.
-            "base": {"version": note.version, **{f: getattr(note, f) for f in _OWN_FIELDS}},
+            "base": {
+                "version": note.version,
+                "user_id": note.user_id,
+                **{f: getattr(note, f) for f in _OWN_FIELDS},
+            },
             "shown_versions": {n.note.id: n.note.version for n in neighbours},
         }
 
     async def _apply(self, tenant: str, note: Note, plan: dict[str, Any]) -> _Again | None:
         """Apply `plan` to `note` (as read, with its version); None when done."""
+        if note.user_id != plan.get("base", {}).get("user_id", note.user_id):
+            return _Again.REPLAN  # moved to another user: its neighbours were another's
         for update in plan["neighbour_updates"]:
             again = await self._apply_neighbour(tenant, note, plan, update)
             if again is not None:
@@ -254,7 +265,11 @@ class Engine:
             f: before[f] if before[f] != base[f] else planned[f]
             for f in ("keywords", "context", "tags")
         }
-        after["links"] = list(dict.fromkeys([*note.links, *plan["links"]]))
+        # Links the caller removed since the decision stay removed.
+        removed = set(base["links"]) - set(before["links"])
+        after["links"] = list(
+            dict.fromkeys([*note.links, *(i for i in plan["links"] if i not in removed)])
+        )
         updated = note.model_copy(update=after)
         vector = await self._vector(note, updated)
         shown = plan.get("neighbours_shown", [])

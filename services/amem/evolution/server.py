@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Any
 
 import orjson
 from opentelemetry import trace
@@ -13,12 +14,12 @@ from prometheus_client import start_http_server
 from amem.core import logs, repair, tracing
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import InvalidArgument, NotFound
-from amem.core.evolution_client import EvolutionClient, if_match_of
+from amem.core.evolution_client import FORWARDED, EvolutionClient, if_match_of
 from amem.core.grpc_server import create_server, set_serving, wait_for_stop_signal
 from amem.core.model import NoteFilter
 from amem.core.quotas import Quotas, UsageStore
 from amem.core.store import NoteStore
-from amem.core.writer import NoteWriter
+from amem.core.writer import Edited, NoteWriter
 from amem.evolution.auditor import audit_forever
 from amem.evolution.brain import Brain, LLMBrain, OfflineBrain
 from amem.evolution.engine import Engine
@@ -41,20 +42,32 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
         membership: Membership,
         writer: NoteWriter,
         store: NoteStore,
+        bulk: NoteStore,
     ):
+        """`bulk`: a store client with a long deadline, for a rebuild's large reads."""
         self._scheduler = scheduler
         self._engine = engine
         self._membership = membership
         self._writer = writer
         self._store = store
+        self._bulk = bulk
 
-    def _owner(self, tenant: str) -> EvolutionClient | None:
-        """A client of the owner when it is another replica, else None."""
+    def _owner(self, tenant: str, context: Any = None) -> EvolutionClient | None:
+        """A client of the owner when it is another replica, else None. A call another
+        replica forwarded is served here whatever this replica thinks (see the proto)."""
         if not tenant:
             raise InvalidArgument("tenant must not be empty")
         if self._scheduler.owns(tenant):
             return None
+        if context is not None and FORWARDED in tuple(context.invocation_metadata() or ()):
+            log.warning("serving a forwarded call for a tenant this replica does not own")
+            return None
         return self._membership.client(self._scheduler.owner(tenant))
+
+    @staticmethod
+    def _left(context: Any, default: float = 60.0) -> float:
+        """The caller's deadline left, for a forwarded call."""
+        return context.time_remaining() or default
 
     async def Notify(self, request, context):  # noqa: N802
         owner = self._owner(request.tenant)
@@ -68,33 +81,47 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
         return evolution_pb2.NotifyResponse(owner=self._scheduler.index)
 
     async def Revert(self, request, context):  # noqa: N802
-        owner = self._owner(request.tenant)
-        remaining = context.time_remaining() or 30.0
+        owner = self._owner(request.tenant, context)
         if owner is not None:
             entry = await owner.revert(
-                request.tenant, request.note_id, request.entry_id, timeout_s=remaining
+                request.tenant,
+                request.note_id,
+                request.entry_id,
+                timeout_s=self._left(context, 30.0),
+                forwarded=True,
             )
             return evolution_pb2.RevertResponse(revert_entry_id=entry)
         note = await self._engine.revert(request.tenant, request.note_id, request.entry_id)
         return evolution_pb2.RevertResponse(revert_entry_id=note.evolution_history[-1]["id"])
 
     async def Update(self, request, context):  # noqa: N802
-        writer = self._owner(request.tenant) or self._writer
-        edited = await writer.update(
-            request.tenant,
-            request.note_id,
-            orjson.loads(request.changes_json or "{}"),
-            if_match=if_match_of(request),
-        )
-        return evolution_pb2.UpdateResponse(
-            note_json=edited.note.model_dump_json(),
-            embedding_truncated=edited.truncated,
-            touched=edited.touched,
-            requeue=edited.requeue,
-        )
+        changes = orjson.loads(request.changes_json or "{}")
+        owner = self._owner(request.tenant, context)
+        if owner is not None:
+            edited = await owner.update(
+                request.tenant,
+                request.note_id,
+                changes,
+                if_match=if_match_of(request),
+                forwarded=self._left(context),
+            )
+        else:
+            edited = await self._writer.update(
+                request.tenant, request.note_id, changes, if_match=if_match_of(request)
+            )
+        return _update_response(edited)
+
+    async def Retry(self, request, context):  # noqa: N802
+        owner = self._owner(request.tenant, context)
+        if owner is not None:
+            edited = await owner.retry(
+                request.tenant, request.note_id, forwarded=self._left(context)
+            )
+        else:
+            edited = await self._writer.retry(request.tenant, request.note_id)
+        return _update_response(edited)
 
     async def Erase(self, request, context):  # noqa: N802
-        writer = self._owner(request.tenant) or self._writer
         if request.note_ids:
             ids, scope = list(request.note_ids), None
         else:
@@ -105,22 +132,36 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
             if scope.user_id is None and scope.agent_id is None:
                 raise InvalidArgument("name the notes, or a user_id and/or agent_id")
             ids = None
-        erased = await writer.erase(
-            request.tenant, ids=ids, scope=scope, if_match=if_match_of(request)
-        )
+        owner = self._owner(request.tenant, context)
+        if owner is not None:
+            erased = await owner.erase(
+                request.tenant,
+                ids=ids,
+                scope=scope,
+                if_match=if_match_of(request),
+                forwarded=self._left(context),
+            )
+        else:
+            erased = await self._writer.erase(
+                request.tenant, ids=ids, scope=scope, if_match=if_match_of(request)
+            )
         return evolution_pb2.EraseResponse(
             receipt_json=erased.receipt.model_dump_json(), touched=erased.touched
         )
 
     async def Reindex(self, request, context):  # noqa: N802
-        owner = self._owner(request.tenant)
+        owner = self._owner(request.tenant, context)
         if owner is not None:
-            return await owner.reindex(request.tenant, timeout_s=context.time_remaining() or 3600)
+            return await owner.reindex(
+                request.tenant, timeout_s=self._left(context, 3600.0), forwarded=True
+            )
         if request.tenant not in await self._store.tenants():
             raise NotFound(f"no tenant {request.tenant!r}")
 
         async def rebuild() -> repair.Rebuilt:
-            return await repair.rebuild(self._store, self._writer, request.tenant)
+            return await repair.rebuild(
+                self._bulk, self._writer, request.tenant, also_forget=[self._store]
+            )
 
         # Shielded: a caller that gives up must not leave the swap half-way.
         rebuilt = await asyncio.shield(self._scheduler.run_exclusive(request.tenant, rebuild))
@@ -130,6 +171,15 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
             passes=rebuilt.passes,
             seconds=rebuilt.seconds,
         )
+
+
+def _update_response(edited: Edited) -> evolution_pb2.UpdateResponse:
+    return evolution_pb2.UpdateResponse(
+        note_json=edited.note.model_dump_json(),
+        embedding_truncated=edited.truncated,
+        touched=edited.touched,
+        requeue=edited.requeue,
+    )
 
 
 def make_brain(settings: EvolutionSettings, embedder: EmbeddingClient) -> Brain:
@@ -151,6 +201,10 @@ async def serve(settings: EvolutionSettings) -> None:
     brain = make_brain(settings, embedder)
     budgeted = isinstance(brain, LLMBrain)  # the offline backend spends no tokens
     writer = NoteWriter(store, embedder)
+    # A rebuild reads a whole tenant's ids at once: a deadline for that, not for a request.
+    bulk = NoteStore(
+        settings.chroma_host, settings.chroma_port, timeout_s=max(120.0, settings.chroma_timeout_s)
+    )
     engine = Engine(
         store,
         embedder,
@@ -172,7 +226,7 @@ async def serve(settings: EvolutionSettings) -> None:
     )
     server, port, health = await create_server(settings.listen, [SERVICE_NAME])
     evolution_pb2_grpc.add_EvolutionServiceServicer_to_server(
-        EvolutionServicer(scheduler, engine, membership, writer, store), server
+        EvolutionServicer(scheduler, engine, membership, writer, store, bulk), server
     )
     await server.start()
     if settings.metrics_port:
@@ -209,6 +263,7 @@ async def serve(settings: EvolutionSettings) -> None:
         auditor.cancel()
     await membership.close()
     await embedder.close()
+    await bulk.close()
     await store.close()
 
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.erasure import ErasureReceipt
-from amem.core.errors import Conflict, InvalidArgument, QuotaExceeded, Unavailable
+from amem.core.errors import InvalidArgument, QuotaExceeded, Unavailable
 from amem.core.evolution_client import EvolutionClient
-from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote, utcnow
+from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote
 from amem.core.quotas import Quotas, UsageStore, today
 from amem.core.store import NoteStore
 from amem.core.writer import Editor, Erased
@@ -142,19 +142,10 @@ class MemoryService:
         return current
 
     async def retry_evolution(self, tenant: str, note_id: str) -> Note:
-        """Queue a failed note for evolution again."""
-        note = await self._store.get(tenant, note_id)
-        if note.status is EvolutionStatus.DONE:
-            raise Conflict(f"memory {note_id!r} is already evolved")
-        if note.status is EvolutionStatus.FAILED:
-            note.status, note.status_reason = EvolutionStatus.PENDING, None
-            note.version += 1
-            note.updated_at = utcnow()
-            await self._store.update_fields(
-                tenant, [note], {"status", "status_reason", "version", "updated_at"}
-            )
+        """Queue a failed note for evolution again (through the tenant's writer)."""
+        edited = await self._editor.retry(tenant, note_id)
         await self._evolution.notes_changed(tenant, [note_id])
-        return note
+        return edited.note
 
     async def revert(self, tenant: str, note_id: str, entry_id: str, timeout_s: float) -> Note:
         await self._store.get(tenant, note_id)  # 404 for an unknown id, evolution or not

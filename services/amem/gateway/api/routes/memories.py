@@ -78,7 +78,8 @@ def _if_match(value: str | None) -> frozenset[int] | None:
             continue  # RFC 9110: If-Match compares strongly, so a weak tag never matches
         if not (len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit()):
             raise InvalidArgument(f'If-Match: {tag!r} is not an entity tag such as "3"')
-        versions.add(int(tag[1:-1]))
+        if int(tag[1:-1]) < 2**63:  # a version no note reaches matches nothing
+            versions.add(int(tag[1:-1]))
     return frozenset(versions)
 
 
