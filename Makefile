@@ -48,7 +48,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	# torch first and pinned: a CPU build of 2.13.0 is on local disk, any other pulls CUDA wheels.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[embedding,evolution,dev]'
+	$(PIP) install --quiet -e '.[server,dev]'
 	touch $@
 
 install: $(STAMP) protos

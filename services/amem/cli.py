@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from amem.devstack import LocalStack, ProcessDied
-
 if TYPE_CHECKING:
     from amem.core.store import NoteStore
 
 
 def run(args: argparse.Namespace) -> int:
+    from amem.devstack import LocalStack, ProcessDied
+
     stack = LocalStack(
         data_dir=Path(os.environ.get("AMEM_DATA_DIR", "data")).resolve(),
         gateway_port=int(os.environ.get("AMEM_PORT", "8080")),
@@ -446,6 +446,18 @@ def main(argv: list[str] | None = None) -> int:
     a = actions.add_parser("revoke", help="stop a key working")
     a.add_argument("key_id")
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ModuleNotFoundError as exc:  # `pip install amem` is the client alone
+        print(
+            f"amem: `amem {args.command}` needs the server's packages ({exc.name} is not "
+            "installed): pip install 'amem[server]'",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return run(args)
     if args.command == "keys":

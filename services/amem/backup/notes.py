@@ -4,7 +4,7 @@ The note format (`amem-notes/1`) is JSON Lines, one note per line: every field o
 (`id`, `content`, `keywords`, `links`, `tags`, `context`, `category`, `timestamp`,
 `last_accessed`, `retrieval_count`, `evolution_history`, `user_id`, `agent_id`, `metadata`,
 `follows`, `status`, `status_reason`, `created_at`, `updated_at`, `version`, `plan`,
-`influenced_by`), times in
+`influenced_by`, `idempotency`), times in
 ISO 8601, plus `embedding`, the stored vector. Each id appears once. On import only `content`
 is required: a line without `id` gets one derived from its content and timestamp (importing a
 file twice does not duplicate it), and a line without `embedding` is embedded by the embedding

@@ -11,13 +11,16 @@ none is mapped by status code alone (`from_grpc_code`).
 
 from __future__ import annotations
 
-import grpc
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # grpc is a service dependency: the SDK raises these classes without it
+    import grpc
 
 
 class AmemError(Exception):
     code = "internal"
     http_status = 500
-    grpc_code = grpc.StatusCode.INTERNAL
+    grpc_status = "INTERNAL"  # the name of its grpc.StatusCode
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -27,29 +30,35 @@ class AmemError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def grpc_code(self) -> grpc.StatusCode:
+        import grpc
+
+        return grpc.StatusCode[self.grpc_status]
+
 
 class InvalidArgument(AmemError):
     code = "invalid_argument"
     http_status = 422
-    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    grpc_status = "INVALID_ARGUMENT"
 
 
 class PayloadTooLarge(AmemError):
     code = "payload_too_large"
     http_status = 413
-    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class Unauthenticated(AmemError):
     code = "unauthenticated"
     http_status = 401
-    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    grpc_status = "UNAUTHENTICATED"
 
 
 class PermissionDenied(AmemError):
     code = "permission_denied"
     http_status = 403
-    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    grpc_status = "PERMISSION_DENIED"
 
 
 class QuotaExceeded(AmemError):
@@ -57,7 +66,7 @@ class QuotaExceeded(AmemError):
 
     code = "quota_exceeded"
     http_status = 403
-    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class RateLimited(AmemError):
@@ -65,19 +74,19 @@ class RateLimited(AmemError):
 
     code = "rate_limited"
     http_status = 429
-    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class NotFound(AmemError):
     code = "not_found"
     http_status = 404
-    grpc_code = grpc.StatusCode.NOT_FOUND
+    grpc_status = "NOT_FOUND"
 
 
 class Conflict(AmemError):
     code = "conflict"
     http_status = 409
-    grpc_code = grpc.StatusCode.ABORTED
+    grpc_status = "ABORTED"
 
 
 class PreconditionFailed(AmemError):
@@ -85,7 +94,7 @@ class PreconditionFailed(AmemError):
 
     code = "precondition_failed"
     http_status = 412
-    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    grpc_status = "FAILED_PRECONDITION"
 
 
 class Unavailable(AmemError):
@@ -93,38 +102,59 @@ class Unavailable(AmemError):
 
     code = "unavailable"
     http_status = 503
-    grpc_code = grpc.StatusCode.UNAVAILABLE
+    grpc_status = "UNAVAILABLE"
 
     def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
         super().__init__(message, retry_after=retry_after)
+
+
+class RequestTimeout(AmemError):
+    """The request's body stalled (HTTP only: the gateway's body guard)."""
+
+    code = "request_timeout"
+    http_status = 408
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
+class HeadersTooLarge(AmemError):
+    """The request line and headers are over the gateway's limit (HTTP only)."""
+
+    code = "headers_too_large"
+    http_status = 431
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class Internal(AmemError):
     pass
 
 
-_BY_GRPC_CODE: dict[grpc.StatusCode, type[AmemError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: PayloadTooLarge,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ABORTED: Conflict,
-    grpc.StatusCode.ALREADY_EXISTS: Conflict,
-    grpc.StatusCode.FAILED_PRECONDITION: PreconditionFailed,
+def by_code(code: str) -> type[AmemError] | None:
+    """The taxonomy's class for a public error code (`"not_found"`), if any."""
+    return {cls.code: cls for cls in reversed(_all_errors())}.get(code)
+
+
+_BY_GRPC_STATUS: dict[str, type[AmemError]] = {
+    "INVALID_ARGUMENT": InvalidArgument,
+    "OUT_OF_RANGE": InvalidArgument,
+    "RESOURCE_EXHAUSTED": PayloadTooLarge,
+    "UNAUTHENTICATED": Unauthenticated,
+    "PERMISSION_DENIED": PermissionDenied,
+    "NOT_FOUND": NotFound,
+    "ABORTED": Conflict,
+    "ALREADY_EXISTS": Conflict,
+    "FAILED_PRECONDITION": PreconditionFailed,
     # A dead or overloaded peer and a missed deadline look the same to our callers: retry later.
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
-    grpc.StatusCode.CANCELLED: Unavailable,
+    "UNAVAILABLE": Unavailable,
+    "DEADLINE_EXCEEDED": Unavailable,
+    "CANCELLED": Unavailable,
     # An older peer without the method (during a rolling upgrade): retry on a newer one.
-    grpc.StatusCode.UNIMPLEMENTED: Unavailable,
+    "UNIMPLEMENTED": Unavailable,
 }
 
 
 def from_grpc_code(code: grpc.StatusCode, details: str | None, *, peer: str) -> AmemError:
     """The domain error for a failed RPC to `peer` (a service name used in the message)."""
-    cls = _BY_GRPC_CODE.get(code, Internal)
+    cls = _BY_GRPC_STATUS.get(code.name, Internal)
     if cls is Unavailable:
         return Unavailable(f"{peer} is unavailable ({code.name.lower()}): {details or ''}".rstrip())
     return cls(details or f"{peer} failed with {code.name}")
@@ -151,8 +181,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError, *, peer: str) -> AmemError:
     """The domain error a failed call to `peer` stands for: the very class the server raised
     when it said which (trailing metadata), else by status code."""
     sent = dict(exc.trailing_metadata() or ())
-    by_code = {cls.code: cls for cls in reversed(_all_errors())}
-    cls = by_code.get(sent.get(CODE_KEY, ""))
+    cls = by_code(sent.get(CODE_KEY, ""))
     if cls is None or cls is Internal or cls is AmemError:
         return from_grpc_code(exc.code(), exc.details(), peer=peer)
     retry_after = float(sent[RETRY_AFTER_KEY]) if RETRY_AFTER_KEY in sent else None

@@ -90,6 +90,7 @@ def to_metadata(note: Note) -> dict[str, Any]:
         status_reason=note.status_reason,
         version=note.version,
         plan=None if note.plan is None else json.dumps(note.plan, separators=(",", ":")),
+        idempotency=note.idempotency,
     )
     return meta
 
@@ -112,6 +113,7 @@ def from_record(note_id: str, document: str, meta: dict[str, Any]) -> Note:
         status_reason=meta.get("status_reason"),
         version=meta.get("version", 1),
         plan=json.loads(meta["plan"]) if meta.get("plan") else None,
+        idempotency=meta.get("idempotency"),
     )
 
 

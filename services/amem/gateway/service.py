@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Sequence
 
 from amem.core.embedding_client import EmbeddingClient
@@ -18,7 +19,14 @@ from amem.gateway.access import AccessRecorder
 from amem.gateway.commit import GroupCommit, WriteEmbedder
 from amem.gateway.evolution import EvolutionHook
 from amem.gateway.lexical import LexicalIndex
-from amem.gateway.schemas import MemoryCreate, MemoryUpdate, SearchMode
+from amem.schemas import MemoryCreate, MemoryUpdate, SearchMode
+
+_IDEMPOTENT_IDS = uuid.UUID("3f1c2b7e-9a44-4f4e-8f7c-5d2a6b1e0c93")
+
+
+def idempotent_id(tenant: str, key: str, index: int) -> str:
+    """The id of the `index`-th note created by the request with Idempotency-Key `key`."""
+    return str(uuid.uuid5(_IDEMPOTENT_IDS, f"{tenant}\x00{key}\x00{index}"))
 
 
 def fuse(dense: Sequence[str], lexical: Sequence[str], rrf_k: int) -> dict[str, float]:
@@ -67,16 +75,40 @@ class MemoryService:
         self._usage = usage
 
     async def create(
-        self, tenant: str, items: Sequence[MemoryCreate], *, conversation: bool = False
-    ) -> list[tuple[Note, bool]]:
-        """Store new notes atomically; returns each note and whether its embedding truncated.
+        self,
+        tenant: str,
+        items: Sequence[MemoryCreate],
+        *,
+        conversation: bool = False,
+        idempotency: tuple[str, str] | None = None,
+    ) -> tuple[list[tuple[Note, bool]], bool]:
+        """Store new notes atomically; returns each note with whether its embedding truncated,
+        and whether this repeated an earlier request (nothing was written).
 
-        In a conversation, each note that names no `follows` follows the one before it.
+        In a conversation, each note that names no `follows` follows the one before it. With
+        `idempotency` (the request's Idempotency-Key and a digest of the request), the notes'
+        ids derive from the key: a repeat finds them and is answered from them, and the same
+        key with another request is refused. Identical requests racing each other write the
+        same ids, so they too leave one copy.
         """
+        ids: list[str] | None = None
+        if idempotency is not None:
+            key, digest = idempotency
+            ids = [idempotent_id(tenant, key, i) for i in range(len(items))]
+            existing = await self._store.get_many(tenant, ids)
+            if existing:
+                if any((n.idempotency or "").split(".")[0] != digest for n in existing):
+                    raise InvalidArgument(
+                        "Idempotency-Key: this key was used with another request; use a new "
+                        "key for a new request"
+                    )
+                return [(n, (n.idempotency or "").endswith(".1")) for n in existing], True
         await self._check_notes_quota(tenant, len(items))
         notes: list[Note] = []
-        for item in items:
+        for i, item in enumerate(items):
             fields = item.model_dump(exclude_none=True)
+            if ids is not None:
+                fields["id"] = ids[i]
             notes.append(Note(**fields))
         named = {n.follows for n in notes if n.follows}
         if conversation:
@@ -86,10 +118,14 @@ class MemoryService:
         await self._check_exist(tenant, links, "links name memories that do not exist")
         await self._check_exist(tenant, named, "follows names a memory that does not exist")
         embedded = await self._write_embedder.embed([n.embedding_text() for n in notes])
+        if idempotency is not None:
+            for note, (_, truncated) in zip(notes, embedded, strict=True):
+                note.idempotency = f"{idempotency[1]}.{int(truncated)}"
         await self._commit.put(tenant, notes, [vector for vector, _ in embedded])
         await self._index(tenant, notes)
         await self._evolution.notes_changed(tenant, [n.id for n in notes])
-        return [(note, truncated) for note, (_, truncated) in zip(notes, embedded, strict=True)]
+        written = [(note, truncated) for note, (_, truncated) in zip(notes, embedded, strict=True)]
+        return written, False
 
     async def _check_notes_quota(self, tenant: str, adding: int) -> None:
         """Refuse writes beyond the tenant's `notes` quota. Concurrent writes can overshoot it

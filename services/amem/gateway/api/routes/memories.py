@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Query, Response, status
+from pydantic import BaseModel
 
 from amem.core.errors import InvalidArgument, PayloadTooLarge
 from amem.core.model import EvolutionStatus, Instant, NoteFilter
 from amem.gateway.api.deps import Service, Settings, Tenant
-from amem.gateway.schemas import (
+from amem.schemas import (
     EraseResponse,
     ErasureReceipt,
     ErrorBody,
@@ -109,11 +111,47 @@ WaitTimeout = Annotated[
 ]
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="A key of your choosing (1-255 printable ASCII characters, e.g. a UUID) "
+        "that makes the write safe to retry: a repeat of the request with the same key "
+        "writes nothing and answers the memories it created (as they are now, with "
+        "Idempotent-Replayed: true), for as long as they exist; the same key with another "
+        "request is refused (422).",
+    ),
+]
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "true when this answers a repeat of an earlier request (see "
+        "Idempotency-Key); nothing was written",
+        "schema": {"type": "string"},
+    }
+}
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _idempotency(key: str | None, path: str, body: BaseModel) -> tuple[str, str] | None:
+    """The key and a digest of the request it names, or None without a key."""
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidArgument("Idempotency-Key: 1-255 printable ASCII characters, no spaces")
+    digest = hashlib.sha256(f"{path}\x00{body.model_dump_json()}".encode()).hexdigest()
+    return key, digest
+
+
+def _replayed(response: Response, replayed: bool) -> None:
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     operation_id="create_memory",
-    responses={201: {"headers": _ETAG}},
+    responses={201: {"headers": {**_ETAG, **_REPLAYED}}},
 )
 async def create_memory(
     body: MemoryCreate,
@@ -123,10 +161,13 @@ async def create_memory(
     response: Response,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 30.0,
+    idempotency_key: IdempotencyKey = None,
 ) -> MemoryWritten:
     """Store a memory. It is durable when this returns; the LLM work (construction, linking,
     evolution) follows asynchronously while its status is `pending`."""
-    [(note, truncated)] = await service.create(tenant, [body])
+    keyed = _idempotency(idempotency_key, "/v1/memories", body)
+    [(note, truncated)], replayed = await service.create(tenant, [body], idempotency=keyed)
+    _replayed(response, replayed)
     if wait:
         [note] = await service.wait_settled(tenant, [note], min(wait_timeout, settings.max_wait_s))
     _tagged(response, note)
@@ -137,22 +178,31 @@ async def create_memory(
     "/batch",
     status_code=status.HTTP_201_CREATED,
     operation_id="create_memories",
-    responses={413: {"model": ErrorBody, "description": "Too many memories in one batch"}},
+    responses={
+        201: {"headers": _REPLAYED},
+        413: {"model": ErrorBody, "description": "Too many memories in one batch"},
+    },
 )
 async def create_memories(
     body: MemoryBatchCreate,
     tenant: Tenant,
     service: Service,
     settings: Settings,
+    response: Response,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 30.0,
+    idempotency_key: IdempotencyKey = None,
 ) -> MemoryBatchWritten:
     """Store several memories at once: all of them or, on error, none."""
     if len(body.memories) > settings.max_batch:
         raise PayloadTooLarge(
             f"batch holds {len(body.memories)} memories; the limit is {settings.max_batch}"
         )
-    written = await service.create(tenant, body.memories, conversation=body.conversation)
+    keyed = _idempotency(idempotency_key, "/v1/memories/batch", body)
+    written, replayed = await service.create(
+        tenant, body.memories, conversation=body.conversation, idempotency=keyed
+    )
+    _replayed(response, replayed)
     notes = [n for n, _ in written]
     if wait:
         notes = await service.wait_settled(tenant, notes, min(wait_timeout, settings.max_wait_s))

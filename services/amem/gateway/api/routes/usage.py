@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from amem.gateway.api.deps import Service, Tenant
 from amem.gateway.api.routes.memories import _ERRORS
-from amem.gateway.schemas import Usage
+from amem.schemas import Usage
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=_ERRORS)
 

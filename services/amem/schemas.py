@@ -1,5 +1,8 @@
-"""REST schemas, split by purpose: what a caller sends (Create/Update) and what we return
-(Public). Limits live in the field types so that OpenAPI documents them."""
+"""The REST API's request and response models, split by purpose: what a caller sends
+(Create/Update) and what the API returns (Public). Limits live in the field types so that
+OpenAPI documents them. One source for both sides: the gateway declares its routes with
+these, and the SDK (amem.client) sends and parses them, so the two cannot drift. Only
+pydantic is needed to import this module."""
 
 from __future__ import annotations
 
@@ -19,7 +22,14 @@ from pydantic import (
 )
 
 from amem.core.erasure import ErasureReceipt, ScrubbedMemory
-from amem.core.model import EvolutionStatus, Instant, MetadataValue, Note, ScoredNote
+from amem.core.model import (
+    TENANT_PATTERN,
+    EvolutionStatus,
+    Instant,
+    MetadataValue,
+    Note,
+    ScoredNote,
+)
 
 __all__ = ["ErasureReceipt", "ScrubbedMemory"]  # the receipt is the domain's own model
 
@@ -290,3 +300,44 @@ class HistoryResponse(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     message: str
+
+
+# --- API keys (/v1/admin/keys) ---
+
+TenantId = Annotated[str, StringConstraints(pattern=TENANT_PATTERN)]
+KeyName = Annotated[str, StringConstraints(max_length=100)]
+MAX_SECONDS = 10 * 365 * 24 * 3600
+
+
+class KeyCreate(_Strict):
+    tenant: TenantId
+    name: KeyName = ""
+    expires_in_s: int | None = Field(
+        default=None, ge=60, le=MAX_SECONDS, description="Lifetime; none: until revoked."
+    )
+
+
+class KeyRotate(_Strict):
+    grace_s: int = Field(
+        default=3600,
+        ge=0,
+        le=30 * 24 * 3600,
+        description="How long the old key keeps working, so clients can switch over.",
+    )
+
+
+class KeyPublic(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyIssued(KeyPublic):
+    key: str = Field(description="The API key itself: shown once, stored only as a hash.")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyPublic]

@@ -1,0 +1,22 @@
+"""The SDK's evolution-side calls (wait, history, revert, retry) on the evolution stack."""
+
+from __future__ import annotations
+
+import pytest
+
+import amem
+from amem import Client
+from tests.conftest import KEY_A
+
+
+def test_history_and_revert_through_the_sdk(evo_stack, user_id):
+    with Client(evo_stack.gateway_url, KEY_A) as c:
+        note = c.add("Kite festival on the beach in June", user_id=user_id, wait=True)
+        assert note.status == "done"
+        [entry] = c.history(note.id).entries
+        reverted = c.revert(note.id, entry.id)
+        assert reverted.context == "" and c.history(note.id).entries[-1].kind == "revert"
+        with pytest.raises(amem.Conflict):
+            c.revert(note.id, entry.id)
+        with pytest.raises(amem.Conflict):
+            c.retry_evolution(note.id)  # done already
