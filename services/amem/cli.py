@@ -1,6 +1,7 @@
 """The `amem` command: `amem run` starts the whole system locally in the foreground; `backup`,
 `restore`, `backups`, `export` and `import` move notes between ChromaDB and files or buckets;
-`doctor` audits the store and `reindex` repairs a tenant's vector index (docs/operations.md)."""
+`doctor` audits the store and `reindex` repairs a tenant's vector index (docs/operations.md);
+`mcp` serves the MCP tools over stdio."""
 
 from __future__ import annotations
 
@@ -308,6 +309,23 @@ async def _reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    """amem's MCP tools over stdio, proxying to the gateway at --url with AMEM_API_KEY. Only
+    the protocol goes to stdout; logs go to stderr."""
+    import logging
+
+    from amem.client import AsyncClient
+    from amem.mcp import create_mcp, fixed_client
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    if not os.environ.get("AMEM_API_KEY"):
+        print("amem: set AMEM_API_KEY to the API key the tools should use", file=sys.stderr)
+        return 2
+    server = create_mcp(fixed_client(lambda: AsyncClient(args.url)))
+    asyncio.run(server.run_stdio_async())
+    return 0
+
+
 def _keys(args: argparse.Namespace) -> int:
     """The admin API, over HTTP, with the admin key from AMEM_ADMIN_KEY."""
     import httpx
@@ -430,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the evolution service (host:port); default AMEM_EVOLUTION_TARGET",
     )
     p.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
+    p = sub.add_parser(
+        "mcp", help="amem's MCP tools over stdio, proxying to a gateway (AMEM_API_KEY)"
+    )
+    p.add_argument("--url", default=os.environ.get("AMEM_URL", "http://127.0.0.1:8080"))
     p = sub.add_parser("keys", help="manage tenants' API keys (admin key in AMEM_ADMIN_KEY)")
     p.add_argument("--url", default=os.environ.get("AMEM_URL", "http://127.0.0.1:8080"))
     actions = p.add_subparsers(dest="action", required=True)
@@ -462,6 +484,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run(args)
     if args.command == "keys":
         return _keys(args)
+    if args.command == "mcp":
+        return _mcp(args)
     if args.command == "backups":
         return _main_async(_backups(args))
     if args.command == "reindex":

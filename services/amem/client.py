@@ -136,6 +136,23 @@ def _filters(
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _list_params(
+    user_id: str | None,
+    agent_id: str | None,
+    tag: str | None,
+    category: str | None,
+    status: EvolutionStatus | str | None,
+    since: datetime | str | None,
+    until: datetime | str | None,
+    limit: int,
+) -> dict[str, Any]:
+    params: dict[str, Any] = _filters(user_id, agent_id, tag, category, since, until)
+    if status is not None:
+        params["status"] = str(status)
+    params["limit"] = limit
+    return params
+
+
 def _etag(version: int | None) -> dict[str, str]:
     return {"If-Match": f'"{version}"'} if version is not None else {}
 
@@ -352,16 +369,32 @@ class Client:
         page_size: int = 100,
     ) -> Iterator[MemoryPublic]:
         """Every memory that meets the filters, in insertion order (pages fetched as needed)."""
-        params = _filters(user_id, agent_id, tag, category, since, until)
-        if status is not None:
-            params["status"] = str(status)
-        params["limit"] = page_size
+        params = _list_params(user_id, agent_id, tag, category, status, since, until, page_size)
         while True:
             page: MemoryPage = self._send(_Call("GET", "/v1/memories", MemoryPage, params=params))
             yield from page.memories
             if page.next_cursor is None:
                 return
             params = {**params, "cursor": page.next_cursor}
+
+    def page(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        tag: str | None = None,
+        category: str | None = None,
+        status: EvolutionStatus | str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> MemoryPage:
+        """One page of the listing; pass its `next_cursor` back for the next."""
+        params = _list_params(user_id, agent_id, tag, category, status, since, until, limit)
+        if cursor:
+            params["cursor"] = cursor
+        return self._send(_Call("GET", "/v1/memories", MemoryPage, params=params))
 
     def search(
         self,
@@ -534,10 +567,7 @@ class AsyncClient:
         until: datetime | str | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[MemoryPublic]:
-        params = _filters(user_id, agent_id, tag, category, since, until)
-        if status is not None:
-            params["status"] = str(status)
-        params["limit"] = page_size
+        params = _list_params(user_id, agent_id, tag, category, status, since, until, page_size)
         while True:
             call = _Call("GET", "/v1/memories", MemoryPage, params=params)
             page: MemoryPage = await self._send(call)
@@ -546,6 +576,24 @@ class AsyncClient:
             if page.next_cursor is None:
                 return
             params = {**params, "cursor": page.next_cursor}
+
+    async def page(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        tag: str | None = None,
+        category: str | None = None,
+        status: EvolutionStatus | str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> MemoryPage:
+        params = _list_params(user_id, agent_id, tag, category, status, since, until, limit)
+        if cursor:
+            params["cursor"] = cursor
+        return await self._send(_Call("GET", "/v1/memories", MemoryPage, params=params))
 
     async def search(
         self,

@@ -6,12 +6,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from asgi_correlation_id import CorrelationIdMiddleware
+import httpx
+from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 from fastapi import FastAPI
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.transport_security import TransportSecuritySettings
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from amem.client import AsyncClient
 from amem.core.embedding_client import EmbeddingClient
+from amem.core.errors import AmemError
 from amem.core.evolution_client import EvolutionClient
 from amem.core.quotas import Quotas, UsageStore
 from amem.core.store import NoteStore
@@ -26,6 +34,7 @@ from amem.gateway.limits import BodySizeLimit, CatchAll, bounded_head_protocol
 from amem.gateway.ratelimit import RateLimiter
 from amem.gateway.service import MemoryService
 from amem.gateway.settings import GatewaySettings
+from amem.mcp import create_mcp
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +100,8 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
             ),
         )
         try:
-            yield
+            async with mcp.session_manager.run():
+                yield
         finally:
             await keyring.close()
             await access.close()
@@ -112,6 +122,10 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
     )
     app.state.settings = settings
     app.state.keyring = keyring
+    mcp = create_mcp(_in_process_clients(app, settings))
+    app.router.routes.append(
+        Route("/mcp", _Keyed(keyring, _mcp_app(mcp)), methods=["GET", "POST", "DELETE"])
+    )
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     errors.install(app)
     app.include_router(memories.router)
@@ -132,6 +146,63 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     _document_limits(app, settings)
     return app
+
+
+def _mcp_app(mcp: MCPServer) -> ASGIApp:
+    """The MCP server's Streamable HTTP app, stateless and answering in JSON, so any replica
+    serves any request. The host check against DNS rebinding is off: the endpoint is behind
+    Bearer keys, and its host is the ingress's, which the app cannot know."""
+    return mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+
+
+class _Keyed:
+    """An ASGI app behind the REST API's Bearer keys: 401 without a valid one (the MCP layer
+    never sees such a request). The calls the tools make carry the same key
+    (_in_process_clients), so rate limits and quotas apply there, per call, as for REST. A
+    class, not a function: Starlette's Route calls a function with a Request."""
+
+    def __init__(self, keyring: KeyRing, app: ASGIApp) -> None:
+        self._keyring = keyring
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = auth.partition(" ")
+        try:
+            await self._keyring.caller(key.strip() if scheme.lower() == "bearer" else None)
+        except AmemError as exc:
+            headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+            response = errors.error_response(exc.http_status, exc.code, exc.message, headers)
+            await response(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
+def _in_process_clients(app: FastAPI, settings: GatewaySettings):
+    """An SDK client per tool call that calls this gateway's own REST API in-process (no
+    network), with the caller's key and request id."""
+
+    @asynccontextmanager
+    async def clients(ctx: Context) -> AsyncIterator[AsyncClient]:
+        request = ctx.request_context.request
+        headers = {"Authorization": request.headers.get("authorization", "")}
+        if request_id := correlation_id.get():
+            headers["X-Request-ID"] = request_id
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://amem-gateway",
+            headers=headers,
+            timeout=settings.max_wait_s + 30,
+        )
+        async with AsyncClient(http_client=http, max_retries=0) as client:
+            yield client
+
+    return clients
 
 
 def _document_limits(app: FastAPI, settings: GatewaySettings) -> None:
