@@ -311,11 +311,13 @@ class Client:
         metadata: Mapping[str, Any] | None = None,
         links: Sequence[str] | None = None,
         follows: str | None = None,
+        id: str | None = None,  # noqa: A002 (the field's name)
         wait: bool = False,
         wait_timeout: float | None = None,
         idempotency_key: str | None = None,
     ) -> MemoryWritten:
-        """Store a memory (`wait`: answer once its evolution is done)."""
+        """Store a memory (`wait`: answer once its evolution is done; `id`: one of your
+        choosing, which no memory may have yet)."""
         memory = _memory_create(content, locals())
         return self._send(_Calls.add(memory, wait, wait_timeout, idempotency_key))
 
@@ -511,11 +513,13 @@ class AsyncClient:
         metadata: Mapping[str, Any] | None = None,
         links: Sequence[str] | None = None,
         follows: str | None = None,
+        id: str | None = None,  # noqa: A002 (the field's name)
         wait: bool = False,
         wait_timeout: float | None = None,
         idempotency_key: str | None = None,
     ) -> MemoryWritten:
-        """Store a memory (`wait`: answer once its evolution is done)."""
+        """Store a memory (`wait`: answer once its evolution is done; `id`: one of your
+        choosing, which no memory may have yet)."""
         memory = _memory_create(content, locals())
         return await self._send(_Calls.add(memory, wait, wait_timeout, idempotency_key))
 

@@ -83,6 +83,11 @@ class MemoryCreate(_Strict):
     context and tags that are left out."""
 
     content: Content
+    id: NoteId | None = Field(
+        default=None,
+        description="An id of your choosing (no memory of the tenant may have it: 409); "
+        "default: a new UUID.",
+    )
     keywords: Terms = []
     tags: Terms = []
     context: Context = ""

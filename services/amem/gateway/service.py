@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.erasure import ErasureReceipt
-from amem.core.errors import InvalidArgument, QuotaExceeded, Unavailable
+from amem.core.errors import Conflict, InvalidArgument, QuotaExceeded, Unavailable
 from amem.core.evolution_client import EvolutionClient
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote
 from amem.core.quotas import Quotas, UsageStore, today
@@ -107,9 +107,10 @@ class MemoryService:
         notes: list[Note] = []
         for i, item in enumerate(items):
             fields = item.model_dump(exclude_none=True)
-            if ids is not None:
+            if ids is not None and item.id is None:
                 fields["id"] = ids[i]
             notes.append(Note(**fields))
+        await self._check_new_ids(tenant, [item.id for item in items if item.id])
         named = {n.follows for n in notes if n.follows}
         if conversation:
             for before, note in zip(notes, notes[1:], strict=False):
@@ -323,6 +324,15 @@ class MemoryService:
                 break
         edges = [(n.id, link) for n, _ in found.values() for link in n.links if link in found]
         return list(found.values()), edges, truncated
+
+    async def _check_new_ids(self, tenant: str, ids: list[str]) -> None:
+        """Ids callers chose must be new (and distinct). Two creates racing with one id leave
+        the later one: the check and the write are not one transaction."""
+        if len(set(ids)) != len(ids):
+            raise InvalidArgument("ids: the batch names one id more than once")
+        taken = [n.id for n in await self._store.get_many(tenant, ids)] if ids else []
+        if taken:
+            raise Conflict(f"a memory with this id exists already: {', '.join(taken)}")
 
     async def _check_exist(self, tenant: str, ids: set[str], what: str) -> None:
         if not ids:

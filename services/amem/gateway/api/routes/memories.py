@@ -147,11 +147,14 @@ def _replayed(response: Response, replayed: bool) -> None:
         response.headers["Idempotent-Replayed"] = "true"
 
 
+_EXISTS = {409: {"model": ErrorBody, "description": "A memory with the id given exists"}}
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     operation_id="create_memory",
-    responses={201: {"headers": {**_ETAG, **_REPLAYED}}},
+    responses={201: {"headers": {**_ETAG, **_REPLAYED}}, **_EXISTS},
 )
 async def create_memory(
     body: MemoryCreate,
@@ -180,6 +183,7 @@ async def create_memory(
     operation_id="create_memories",
     responses={
         201: {"headers": _REPLAYED},
+        **_EXISTS,
         413: {"model": ErrorBody, "description": "Too many memories in one batch"},
     },
 )
