@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from tests.conftest import MAX_BATCH, create
@@ -149,3 +150,17 @@ def test_erase_a_users_memories(api, user_id):
         assert api.get(f"/v1/memories/{note['id']}").status_code == 404
     kept = api.get(f"/v1/memories/{other['id']}").json()
     assert kept["links"] == []
+
+
+def test_a_memory_can_have_an_id_of_the_callers_choosing_once(api):
+    chosen = "chosen-" + uuid.uuid4().hex[:12]
+    note = create(api, content="named by its caller", id=chosen)
+    assert note["id"] == chosen and api.get(f"/v1/memories/{chosen}").json()["content"] == (
+        "named by its caller"
+    )
+    r = api.post("/v1/memories", json={"content": "the same id again", "id": chosen})
+    assert r.status_code == 409 and chosen in r.json()["message"]
+    assert api.get(f"/v1/memories/{chosen}").json()["content"] == "named by its caller"
+    twice = [{"content": "a", "id": "dup-" + chosen}, {"content": "b", "id": "dup-" + chosen}]
+    r = api.post("/v1/memories/batch", json={"memories": twice})
+    assert r.status_code == 422 and "once" in r.json()["message"]
