@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from datetime import datetime
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 _TIME = "%Y%m%d%H%M"  # A-mem's timestamps: local time, to the minute
 _PREFIX = "a_mem_"  # metadata keys of A-mem's free-form fields
 _SETTLE_S = 60.0
+# What can be an amem id (anything else in `links` is kept as given, never looked up).
+_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._:-]{0,63}$")
 
 
 def _now() -> str:
@@ -205,7 +208,7 @@ class AgenticMemorySystem:
         k in all. [] when the scope holds none, or on an error (logged), as A-mem does."""
         try:
             hits = self._search(query, k, include_links=True)
-        except AmemError:
+        except Exception:  # A-mem's contract: logged, and no results
             logger.exception("search_agentic failed")
             return []
         results = []
@@ -230,7 +233,7 @@ class AgenticMemorySystem:
         """The k best memories as A-mem's prompt text, and their positions."""
         try:
             hits = self._search(query, k, include_links=False)
-        except AmemError:
+        except Exception:  # A-mem's contract: logged, and nothing
             logger.exception("find_related_memories failed")
             return "", []
         text = "".join(
@@ -312,7 +315,11 @@ class AgenticMemorySystem:
     def _links(self, links: list[str]) -> tuple[list[str], dict[str, str]]:
         """amem links (the ids of memories of this scope) and, when that is not all of
         them, the list as given, for metadata."""
-        known = [i for i in dict.fromkeys(links) if self._get(str(i)) is not None]
+        known = [
+            i
+            for i in dict.fromkeys(links)
+            if isinstance(i, str) and _ID.match(i) and self._get(i) is not None
+        ]
         if known == list(links):
             return known, {}
         return known, {f"{_PREFIX}links": _meta(list(links))}
@@ -345,6 +352,8 @@ class AgenticMemorySystem:
 
     def _get(self, memory_id: str) -> MemoryPublic | None:
         """The memory if it is in this instance's scope."""
+        if not isinstance(memory_id, str) or not _ID.match(memory_id):
+            return None  # no amem memory has such an id
         try:
             memory = self._client.get(memory_id)
         except NotFound:

@@ -471,9 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ModuleNotFoundError as exc:  # `pip install amem` is the client alone
+        extra = "mcp" if args.command == "mcp" else "server"
         print(
-            f"amem: `amem {args.command}` needs the server's packages ({exc.name} is not "
-            "installed): pip install 'amem[server]'",
+            f"amem: `amem {args.command}` needs packages that are not installed ({exc.name}): "
+            f"pip install 'amem[{extra}]'",
             file=sys.stderr,
         )
         return 2

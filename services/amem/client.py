@@ -12,8 +12,8 @@ from the API. Every error is the taxonomy's class for its code (amem.core.errors
 InvalidArgument, RateLimited with `retry_after`, ...). Calls are retried, at most
 `max_retries` times, when that is safe: 429 and 503 after their Retry-After (capped), and a
 lost connection with exponential backoff, for the calls that can be repeated (reads, searches,
-PATCH without If-Match, DELETE, and creates, which carry an Idempotency-Key the server
-deduplicates on, one per call, the same on each attempt).
+PATCH without If-Match, and creates, which carry an Idempotency-Key the server deduplicates
+on, one per call, the same on each attempt); a 503 is retried only for those, a 429 for any.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -71,8 +72,10 @@ class _Call:
     json: Any = None
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
-    # May the call be sent again after a lost connection (it does nothing twice)?
+    # May the call be sent again after a lost connection or a 503 (it does nothing twice)?
     repeatable: bool = True
+    # Seconds to wait for the answer, when the call itself waits on the server (`wait`).
+    timeout: float | None = None
 
 
 def _error(response: httpx.Response) -> AmemError:
@@ -104,10 +107,12 @@ def _parse(call: _Call, response: httpx.Response) -> Any:
     return TypeAdapter(call.model).validate_json(response.content)
 
 
-def _retry_wait(attempt: int, response: httpx.Response | None) -> float | None:
-    """Seconds before the next attempt, or None when the outcome is final."""
+def _retry_wait(attempt: int, response: httpx.Response | None, call: _Call) -> float | None:
+    """Seconds before the next attempt, or None when the outcome is final. A 429 comes before
+    the call did anything; a 503 may come after a change landed (a deadline that ran out on
+    the tenant's writer), so only a repeatable call is sent again after one."""
     if response is not None:
-        if response.status_code not in (429, 503):
+        if response.status_code != 429 and not (response.status_code == 503 and call.repeatable):
             return None
         if value := response.headers.get("retry-after"):
             try:
@@ -153,6 +158,14 @@ def _list_params(
     return params
 
 
+def _seg(value: str) -> str:
+    """`value` as one URL path segment: percent-encoded, and refused when the server could
+    only read it as more than one (a "/" is decoded before routing) or as "." or ".."."""
+    if not value or "/" in value or value in (".", ".."):
+        raise InvalidArgument(f"not an id: {value!r}")
+    return quote(value, safe="")
+
+
 def _etag(version: int | None) -> dict[str, str]:
     return {"If-Match": f'"{version}"'} if version is not None else {}
 
@@ -180,13 +193,15 @@ class _Calls:
             json=_body(body),
             params=params,
             headers={"Idempotency-Key": key or str(uuid.uuid4())},
+            # The server waits up to `timeout` (30 s by default) before it answers.
+            timeout=(timeout or 30.0) + 30.0 if wait else None,
         )
 
     @staticmethod
     def update(memory_id: str, change: MemoryUpdate, if_match: int | None) -> _Call:
         return _Call(
             "PATCH",
-            f"/v1/memories/{memory_id}",
+            f"/v1/memories/{_seg(memory_id)}",
             MemoryWritten,
             json=_body(change),
             headers=_etag(if_match),
@@ -282,14 +297,19 @@ class Client:
             last = attempt == self._config.max_retries
             try:
                 response = self._http.request(
-                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                    call.method,
+                    call.path,
+                    json=call.json,
+                    params=call.params,
+                    headers=call.headers,
+                    timeout=call.timeout or httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError:
                 if last or not call.repeatable:
                     raise
-                time.sleep(_retry_wait(attempt, None) or 0)
+                time.sleep(_retry_wait(attempt, None, call) or 0)
                 continue
-            wait = _retry_wait(attempt, response)
+            wait = _retry_wait(attempt, response, call)
             if wait is None or last:
                 return _parse(call, response)
             time.sleep(wait)
@@ -337,7 +357,7 @@ class Client:
         return self._send(_Calls.add(batch, wait, wait_timeout, idempotency_key)).memories
 
     def get(self, memory_id: str) -> MemoryPublic:
-        return self._send(_Call("GET", f"/v1/memories/{memory_id}", MemoryPublic))
+        return self._send(_Call("GET", f"/v1/memories/{_seg(memory_id)}", MemoryPublic))
 
     def update(
         self, memory_id: str, *, if_version: int | None = None, **fields: Any
@@ -349,8 +369,9 @@ class Client:
     def delete(self, memory_id: str, *, if_version: int | None = None) -> ErasureReceipt:
         """Delete a memory (and what its evolution wrote elsewhere); the erasure receipt."""
         headers = _etag(if_version)
-        call = _Call("DELETE", f"/v1/memories/{memory_id}", ErasureReceipt, headers=headers)
-        call.repeatable = if_version is None
+        # Not sent again after a lost connection: a repeat of one that landed answers 404.
+        call = _Call("DELETE", f"/v1/memories/{_seg(memory_id)}", ErasureReceipt, headers=headers)
+        call.repeatable = False
         return self._send(call)
 
     def erase(self, *, user_id: str | None = None, agent_id: str | None = None) -> EraseResponse:
@@ -416,18 +437,18 @@ class Client:
         return self._send(_Calls.search(_search_request(query, k, mode, include_links, flt)))
 
     def links(self, memory_id: str, *, depth: int = 1) -> LinksResponse:
-        path = f"/v1/memories/{memory_id}/links"
+        path = f"/v1/memories/{_seg(memory_id)}/links"
         return self._send(_Call("GET", path, LinksResponse, params={"depth": depth}))
 
     def history(self, memory_id: str) -> HistoryResponse:
-        return self._send(_Call("GET", f"/v1/memories/{memory_id}/history", HistoryResponse))
+        return self._send(_Call("GET", f"/v1/memories/{_seg(memory_id)}/history", HistoryResponse))
 
     def revert(self, memory_id: str, entry_id: str) -> MemoryPublic:
-        path = f"/v1/memories/{memory_id}/history/{entry_id}:revert"
+        path = f"/v1/memories/{_seg(memory_id)}/history/{_seg(entry_id)}:revert"
         return self._send(_Call("POST", path, MemoryPublic, repeatable=False))
 
     def retry_evolution(self, memory_id: str) -> MemoryPublic:
-        path = f"/v1/memories/{memory_id}:evolve"
+        path = f"/v1/memories/{_seg(memory_id)}:evolve"
         return self._send(_Call("POST", path, MemoryPublic, repeatable=False))
 
     def usage(self) -> Usage:
@@ -448,11 +469,11 @@ class Client:
         return self._send(_Call("GET", "/v1/admin/keys", KeyList, params=params))
 
     def rotate_key(self, key_id: str, *, grace_s: int = 3600) -> KeyIssued:
-        path, body = f"/v1/admin/keys/{key_id}:rotate", {"grace_s": grace_s}
+        path, body = f"/v1/admin/keys/{_seg(key_id)}:rotate", {"grace_s": grace_s}
         return self._send(_Call("POST", path, KeyIssued, json=body, repeatable=False))
 
     def revoke_key(self, key_id: str) -> KeyPublic:
-        return self._send(_Call("DELETE", f"/v1/admin/keys/{key_id}", KeyPublic))
+        return self._send(_Call("DELETE", f"/v1/admin/keys/{_seg(key_id)}", KeyPublic))
 
 
 class AsyncClient:
@@ -486,14 +507,19 @@ class AsyncClient:
             last = attempt == self._config.max_retries
             try:
                 response = await self._http.request(
-                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                    call.method,
+                    call.path,
+                    json=call.json,
+                    params=call.params,
+                    headers=call.headers,
+                    timeout=call.timeout or httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError:
                 if last or not call.repeatable:
                     raise
-                await asyncio.sleep(_retry_wait(attempt, None) or 0)
+                await asyncio.sleep(_retry_wait(attempt, None, call) or 0)
                 continue
-            wait = _retry_wait(attempt, response)
+            wait = _retry_wait(attempt, response, call)
             if wait is None or last:
                 return _parse(call, response)
             await asyncio.sleep(wait)
@@ -539,7 +565,7 @@ class AsyncClient:
         return (await self._send(call)).memories
 
     async def get(self, memory_id: str) -> MemoryPublic:
-        return await self._send(_Call("GET", f"/v1/memories/{memory_id}", MemoryPublic))
+        return await self._send(_Call("GET", f"/v1/memories/{_seg(memory_id)}", MemoryPublic))
 
     async def update(
         self, memory_id: str, *, if_version: int | None = None, **fields: Any
@@ -549,8 +575,8 @@ class AsyncClient:
 
     async def delete(self, memory_id: str, *, if_version: int | None = None) -> ErasureReceipt:
         headers = _etag(if_version)
-        call = _Call("DELETE", f"/v1/memories/{memory_id}", ErasureReceipt, headers=headers)
-        call.repeatable = if_version is None
+        call = _Call("DELETE", f"/v1/memories/{_seg(memory_id)}", ErasureReceipt, headers=headers)
+        call.repeatable = False
         return await self._send(call)
 
     async def erase(
@@ -617,19 +643,19 @@ class AsyncClient:
         return await self._send(_Calls.search(_search_request(query, k, mode, include_links, flt)))
 
     async def links(self, memory_id: str, *, depth: int = 1) -> LinksResponse:
-        path = f"/v1/memories/{memory_id}/links"
+        path = f"/v1/memories/{_seg(memory_id)}/links"
         return await self._send(_Call("GET", path, LinksResponse, params={"depth": depth}))
 
     async def history(self, memory_id: str) -> HistoryResponse:
-        path = f"/v1/memories/{memory_id}/history"
+        path = f"/v1/memories/{_seg(memory_id)}/history"
         return await self._send(_Call("GET", path, HistoryResponse))
 
     async def revert(self, memory_id: str, entry_id: str) -> MemoryPublic:
-        path = f"/v1/memories/{memory_id}/history/{entry_id}:revert"
+        path = f"/v1/memories/{_seg(memory_id)}/history/{_seg(entry_id)}:revert"
         return await self._send(_Call("POST", path, MemoryPublic, repeatable=False))
 
     async def retry_evolution(self, memory_id: str) -> MemoryPublic:
-        path = f"/v1/memories/{memory_id}:evolve"
+        path = f"/v1/memories/{_seg(memory_id)}:evolve"
         return await self._send(_Call("POST", path, MemoryPublic, repeatable=False))
 
     async def usage(self) -> Usage:
@@ -651,8 +677,8 @@ class AsyncClient:
         return await self._send(_Call("GET", "/v1/admin/keys", KeyList, params=params))
 
     async def rotate_key(self, key_id: str, *, grace_s: int = 3600) -> KeyIssued:
-        path, body = f"/v1/admin/keys/{key_id}:rotate", {"grace_s": grace_s}
+        path, body = f"/v1/admin/keys/{_seg(key_id)}:rotate", {"grace_s": grace_s}
         return await self._send(_Call("POST", path, KeyIssued, json=body, repeatable=False))
 
     async def revoke_key(self, key_id: str) -> KeyPublic:
-        return await self._send(_Call("DELETE", f"/v1/admin/keys/{key_id}", KeyPublic))
+        return await self._send(_Call("DELETE", f"/v1/admin/keys/{_seg(key_id)}", KeyPublic))

@@ -25,10 +25,13 @@ How items map onto memories (every item is one memory of the API key's tenant):
   is its rank score (higher is better); without, the items in the order they were stored.
   The namespace the prefix names is searched on the server (its `user_id`); the namespaces
   below it, which LangGraph's prefixes reach too, by a second search over every item (the
-  best `scan`, 100 at most, with a query), kept here when they fall under the prefix. Ranks
+  best 100 with a query, the first `scan` without), kept here when they fall under the
+  prefix. Ranks
   of the two searches are merged by score. `filter` conditions on value fields ($eq, $ne,
   $gt, $gte, $lt, $lte) are applied here, over what those searches return.
 - `list_namespaces` reads every item's namespace (every memory with agent_id `langgraph`).
+- Limits: a namespace (as JSON) and a key of at most 1,000 characters, and a value whose text
+  fits a memory (16,000 characters); more is refused (`amem.InvalidArgument`).
 - `index=False` and the store's `index` settings do not apply: amem embeds every memory.
   Time-to-live is not supported (`supports_ttl` is False, as the base class requires).
 """
@@ -318,10 +321,11 @@ def _scopes(op: SearchOp, scan: int) -> list[tuple[str | None, int]]:
     `scan`), of which those below the prefix are kept (LangGraph's prefixes reach
     descendants, which no server-side filter can select)."""
     wanted = op.offset + op.limit
-    wide = (None, min(100, max(wanted, scan)))
+    cap = 100 if op.query else scan  # a search answers at most max_k; a listing pages on
+    wide = (None, min(cap, max(wanted, scan)))
     if not op.namespace_prefix:
         return [wide]
-    exact_k = min(100, wanted if not op.filter else max(wanted, scan))
+    exact_k = min(cap, wanted if not op.filter else max(wanted, scan))
     return [(namespace_user(tuple(op.namespace_prefix)), exact_k), wide]
 
 

@@ -51,6 +51,9 @@ Context = Annotated[str, StringConstraints(max_length=2_000)]
 Category = Annotated[str, StringConstraints(max_length=100)]
 Principal = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 NoteId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# An id a caller gives a new memory: it goes into URL paths, so no "/", "?", "#" or "%", and
+# no "." or ".." alone.
+ChosenId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._:-]{0,63}$")]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MAX_METADATA_CHARS = 1_024
 # The JSON scalars of `MetadataValue`, each kept as the type it came as (true stays true, 1.0
@@ -83,7 +86,7 @@ class MemoryCreate(_Strict):
     context and tags that are left out."""
 
     content: Content
-    id: NoteId | None = Field(
+    id: ChosenId | None = Field(
         default=None,
         description="An id of your choosing (no memory of the tenant may have it: 409); "
         "default: a new UUID.",

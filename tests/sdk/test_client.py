@@ -232,3 +232,50 @@ def test_the_sdk_covers_every_operation_with_the_servers_own_models(anon):
         assert set(components[name]["properties"]) == set(model.model_fields), name
         required = {f for f, info in model.model_fields.items() if info.is_required()}
         assert set(components[name].get("required", [])) == required, name
+
+
+def test_ids_stay_one_path_segment(client):
+    for bad in ("x/..?user_id=someone", "a/b", "..", ""):
+        with pytest.raises(amem.InvalidArgument):
+            client.delete(bad)
+    with pytest.raises(amem.InvalidArgument, match="id"):
+        client.add("named badly", id="a/b")  # refused before it is sent
+    note = client.add("percent % and colon: ids", id="ok:id-" + uuid.uuid4().hex[:6])
+    assert client.get(note.id).id == note.id
+
+
+def test_a_retried_create_with_a_chosen_id_answers_the_first_write(stack, client, user_id):
+    chosen = "chosen-" + uuid.uuid4().hex[:10]
+    faulty, faults = _faulty(stack, ["drop-after"])
+    note = faulty.add("chosen and retried", id=chosen, user_id=user_id)
+    assert note.id == chosen and len(faults.attempts) == 2
+    assert [m.id for m in client.list(user_id=user_id)] == [chosen]
+
+
+def test_calls_that_may_have_landed_are_not_sent_again(stack, client):
+    note = client.add("delete me once")
+    faulty, faults = _faulty(stack, ["drop-after"], max_retries=3)
+    with pytest.raises(httpx.ReadError):
+        faulty.delete(note.id)  # it landed; a repeat would have said 404
+    assert len(faults.attempts) == 1
+    with pytest.raises(amem.NotFound):
+        client.get(note.id)
+    faulty, faults = _faulty(stack, ["503", "503"], max_retries=3)
+    with pytest.raises(amem.Unavailable):
+        faulty.revert("some-memory", "some-entry")  # a 503 may follow a landed change
+    assert len(faults.attempts) == 1
+
+
+def test_racing_repeats_of_one_keyed_create_leave_one_memory(stack, client, user_id):
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = str(uuid.uuid4())
+
+    def post(_: int) -> str:
+        with Client(stack.gateway_url, KEY_A) as c:
+            return c.add("raced", user_id=user_id, idempotency_key=key).id
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(post, range(8)))
+    assert len(ids) == 1
+    assert [m.id for m in client.list(user_id=user_id)] == list(ids)

@@ -100,9 +100,9 @@ class Note(BaseModel):
     # as trigger): an index for erasure, which must find and scrub what they left here.
     # Internal: not part of the public API.
     influenced_by: list[str] = Field(default_factory=list)
-    # For a note created by a request with an Idempotency-Key: "<digest of the request>.<1 if
-    # its embedding truncated, else 0>", so a repeat of the request is answered from the note
-    # and a different request under the same key is told so. Internal: not part of the API.
+    # For a note created by a request with an Idempotency-Key: "<digest of the key and the
+    # request>.<1 if its embedding truncated, else 0>", so a repeat of the request is answered
+    # from the note and a different request under the same key is told so. Internal.
     idempotency: str | None = None
 
     def embedding_text(self) -> str:

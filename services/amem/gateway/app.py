@@ -171,7 +171,9 @@ class _Keyed:
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        # The first Authorization header, as the tools' calls forward it (request.headers).
+        auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        auth = auth.decode("latin-1")
         scheme, _, key = auth.partition(" ")
         try:
             await self._keyring.caller(key.strip() if scheme.lower() == "bearer" else None)

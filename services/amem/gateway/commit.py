@@ -149,8 +149,13 @@ class GroupCommit:
         await self._group.submit(tenant, list(zip(notes, vectors, strict=True)))
 
     async def _put(self, tenant: str, items: list[tuple[Note, Sequence[float]]]) -> list[None]:
-        await self._store.put(tenant, [n for n, _ in items], [v for _, v in items])
-        COMMIT_NOTES.observe(len(items))
+        # One id once per upsert (ChromaDB refuses a repeat, which would fail every caller in
+        # the group): writes that name one id, as retries of a keyed create racing their
+        # first attempt do, leave the later one.
+        latest = {note.id: (note, vector) for note, vector in items}
+        notes = [n for n, _ in latest.values()]
+        await self._store.put(tenant, notes, [v for _, v in latest.values()])
+        COMMIT_NOTES.observe(len(notes))
         return [None] * len(items)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -92,22 +93,28 @@ class MemoryService:
         same ids, so they too leave one copy.
         """
         ids: list[str] | None = None
+        mark = ""
         if idempotency is not None:
             key, digest = idempotency
-            ids = [idempotent_id(tenant, key, i) for i in range(len(items))]
+            # What the notes of this request carry: the key and the request, together.
+            mark = hashlib.sha256(f"{key}\x00{digest}".encode()).hexdigest()
+            ids = [item.id or idempotent_id(tenant, key, i) for i, item in enumerate(items)]
             existing = await self._store.get_many(tenant, ids)
             if existing:
-                if any((n.idempotency or "").split(".")[0] != digest for n in existing):
-                    raise InvalidArgument(
-                        "Idempotency-Key: this key was used with another request; use a new "
-                        "key for a new request"
-                    )
-                return [(n, (n.idempotency or "").endswith(".1")) for n in existing], True
+                if all((n.idempotency or "").split(".")[0] == mark for n in existing):
+                    return [(n, (n.idempotency or "").endswith(".1")) for n in existing], True
+                chosen = {item.id for item in items if item.id}
+                if taken := [n.id for n in existing if n.id in chosen]:
+                    raise Conflict(f"a memory with this id exists already: {', '.join(taken)}")
+                raise InvalidArgument(
+                    "Idempotency-Key: this key was used with another request; use a new key "
+                    "for a new request"
+                )
         await self._check_notes_quota(tenant, len(items))
         notes: list[Note] = []
         for i, item in enumerate(items):
             fields = item.model_dump(exclude_none=True)
-            if ids is not None and item.id is None:
+            if ids is not None:
                 fields["id"] = ids[i]
             notes.append(Note(**fields))
         await self._check_new_ids(tenant, [item.id for item in items if item.id])
@@ -121,7 +128,7 @@ class MemoryService:
         embedded = await self._write_embedder.embed([n.embedding_text() for n in notes])
         if idempotency is not None:
             for note, (_, truncated) in zip(notes, embedded, strict=True):
-                note.idempotency = f"{idempotency[1]}.{int(truncated)}"
+                note.idempotency = f"{mark}.{int(truncated)}"
         await self._commit.put(tenant, notes, [vector for vector, _ in embedded])
         await self._index(tenant, notes)
         await self._evolution.notes_changed(tenant, [n.id for n in notes])
