@@ -53,5 +53,7 @@ def test_embedding_image_builds_cpu_and_cuda_from_one_file():
 
 def test_chromadb_image_matches_the_client_version():
     pyproject = (ROOT / "pyproject.toml").read_text()
-    [client] = re.findall(r'"chromadb==([0-9.]+)"', pyproject)
+    # Every extra that needs the ChromaDB client pins the same version (gateway, evolution,
+    # a-mem): one version, and the chart's server image is that one.
+    [client] = set(re.findall(r'"chromadb==([0-9.]+)"', pyproject))
     assert VALUES["chromadb"]["image"]["tag"] == client
