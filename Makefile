@@ -25,12 +25,12 @@ TOOLS_VENV  := $(TOOLS)/venv-checkov-3.3.30
 CHART_TOOLS = AMEM_HELM=$(HELM) AMEM_CHECKOV=$(TOOLS_VENV)/bin/checkov \
 	AMEM_KUBERNETES_VALIDATE=$(TOOLS_VENV)/bin/kubernetes-validate
 
-.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check eval bench bench-scale profile dev e2e lint clean
+.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check eval bench bench-scale profile dev e2e images e2e-docker lint clean
 
 help:
 	@echo "make run    - run the whole system locally (REST API on http://127.0.0.1:$${AMEM_PORT:-8080})"
 	@echo "make test   - lint, then every test tier against real processes (CI runs this)"
-	@echo "make test-fast - lint and every test but the real-LLM tier"
+	@echo "make test-fast - lint and every test but the real-LLM and docker tiers"
 	@echo "make test-llm  - only the real-LLM tier (llama-server with Gemma 3 270M)"
 	@echo "make lint   - ruff"
 	@echo "make protos - regenerate gRPC stubs from protos/"
@@ -41,6 +41,8 @@ help:
 	@echo "make profile - py-spy samples of the gateway's search and write paths"
 	@echo "make dev    - skaffold dev on kind (k8s/kind-cluster.yaml)"
 	@echo "make e2e    - install the chart on the KUBECONFIG cluster and smoke-test it"
+	@echo "make images - build the three images with the Docker engine here (started if need be)"
+	@echo "make e2e-docker - the docker tier: the images, and the chart's pods run as containers"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "amem needs Python >= 3.11"'
@@ -56,8 +58,7 @@ install: $(STAMP) protos
 protos: $(PROTO_OUT)
 
 services/%_pb2.py: protos/%.proto $(STAMP)
-	$(PY) -m grpc_tools.protoc -I protos --python_out=services --pyi_out=services \
-		--grpc_python_out=services $<
+	PYTHON=$(PY) scripts/protos.sh
 
 run: install
 	$(PY) -m amem run
@@ -66,7 +67,7 @@ test: install lint tools
 	$(LLAMA_SERVER) $(CHART_TOOLS) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install lint tools
-	$(CHART_TOOLS) $(PY) -m pytest -m 'not slow_llm' $(PYTEST_ARGS)
+	$(CHART_TOOLS) $(PY) -m pytest -m 'not slow_llm and not docker' $(PYTEST_ARGS)
 
 test-llm: install
 	$(LLAMA_SERVER) $(PY) -m pytest -m slow_llm $(PYTEST_ARGS)
@@ -112,6 +113,16 @@ profile: install
 # skaffold dev on the kind cluster of k8s/kind-cluster.yaml (needs docker, kind and skaffold).
 dev:
 	skaffold dev -p kind --port-forward
+
+# The images, built with the Docker engine here (installed and started if need be; a base image
+# from Debian's packages where Docker Hub is unreachable): amem-{gateway,embedding,evolution}:dev.
+images:
+	scripts/images.sh
+
+# The docker tier alone (`make test` runs it too): the images, then the chart's rendered pods run
+# as containers, probed, tested and faulted (tests/docker/).
+e2e-docker: install tools
+	$(CHART_TOOLS) $(PY) -m pytest -m docker $(PYTEST_ARGS)
 
 # The end-to-end smoke test against the cluster of KUBECONFIG (skipped without one).
 e2e: install tools

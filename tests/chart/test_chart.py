@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 
 import pytest
@@ -397,3 +398,12 @@ def test_quotas_reach_gateway_and_evolution_alike():
     assert json.loads(config["AMEM_EVOLUTION_QUOTAS"]) == expected
     bad = helm("template", "amem", str(CHART), "--set", "quotas.acme.notes=0", check=False)
     assert bad.returncode != 0
+
+
+def test_numbers_in_the_configmap_are_written_as_the_services_read_them():
+    """helm renders a large integer as a float ("1.048576e+06"), which a setting typed int
+    refuses: the gateway did not start (found by the docker tier)."""
+    [configmap] = [d for d in rendered("defaults") if d["kind"] == "ConfigMap"]
+    data = configmap["data"]
+    assert data["AMEM_MAX_BODY_BYTES"] == "1048576"
+    assert not [k for k, v in data.items() if re.fullmatch(r"[0-9.]+e[+-][0-9]+", str(v))]

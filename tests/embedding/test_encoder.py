@@ -1,10 +1,16 @@
-"""The encoder's backends, in process: the int8 option stays close to the full-precision one."""
+"""The encoder's backends, in process: the int8 option stays close to the full-precision one,
+the direct ONNX pipeline gives sentence-transformers' vectors, and serves without torch."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+import subprocess
+import sys
 
-from amem.embedding.encoder import Encoder, _groups
+import numpy as np
+import pytest
+
+from amem.embedding.encoder import Encoder, _groups, export_dir, load_sentence_transformer
 from amem.embedding.settings import Backend, EmbeddingSettings
 
 TEXTS = [
@@ -30,11 +36,13 @@ def test_int8_vectors_stay_close_to_full_precision():
 def test_length_grouped_encoding_matches_sentence_transformers():
     """The service encodes a batch in groups of similar length on the ONNX session itself; the
     vectors must be those `SentenceTransformer.encode` gives, row for row."""
-    encoder = Encoder(EmbeddingSettings(backend=Backend.ONNX))
+    settings = EmbeddingSettings(backend=Backend.ONNX)
+    encoder = Encoder(settings)
+    assert encoder.session is not None  # the direct pipeline, not sentence-transformers
     long = "the production database " * 120  # past the 256-token limit
     texts = [*TEXTS, "ok", long, "  padded with spaces  ", *(t.upper() for t in TEXTS)]
     ours = encoder.encode(texts, batch_size=4)
-    theirs = encoder.model.encode(
+    theirs = load_sentence_transformer(settings, "onnx").encode(
         texts, batch_size=4, normalize_embeddings=True, show_progress_bar=False
     )
     np.testing.assert_allclose(ours.vectors, theirs, atol=1e-5)
@@ -56,8 +64,57 @@ def test_groups_keep_padding_small():
 
 def test_onnx_threads_do_not_spin_unless_asked():
     def spinning(encoder: Encoder) -> str:
-        options = encoder.model[0].auto_model.model.get_session_options()
+        options = encoder.session.get_session_options()
         return options.get_session_config_entry("session.intra_op.allow_spinning")
 
     assert spinning(Encoder(EmbeddingSettings(backend=Backend.ONNX))) == "0"
     assert spinning(Encoder(EmbeddingSettings(backend=Backend.ONNX, onnx_spin_wait=True))) == "1"
+
+
+# Run in a fresh interpreter where torch and sentence-transformers cannot be imported, as in
+# the embedding image.
+_WITHOUT_TORCH = """
+import json, sys
+sys.modules["torch"] = None
+sys.modules["sentence_transformers"] = None
+from amem.embedding.encoder import Encoder
+from amem.embedding.settings import EmbeddingSettings
+encoder = Encoder(EmbeddingSettings(backend=sys.argv[1], cache_dir=sys.argv[2]))
+texts = json.loads(sys.argv[3])
+print(json.dumps([encoder.device, encoder.encode(texts, batch_size=4).vectors.tolist()]))
+"""
+
+
+@pytest.mark.parametrize("backend", [Backend.ONNX, Backend.ONNX_INT8])
+def test_a_checked_export_serves_without_torch(backend):
+    settings = EmbeddingSettings(backend=backend)
+    expected = Encoder(settings).encode(TEXTS, batch_size=4).vectors  # makes the export
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WITHOUT_TORCH,
+            backend.value,
+            str(settings.cache_dir),
+            json.dumps(TEXTS),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    device, vectors = json.loads(out.stdout)
+    assert device == "cpu"  # auto, with no torch to ask about CUDA
+    np.testing.assert_allclose(np.array(vectors), expected, atol=1e-6)
+
+
+def test_without_an_export_or_torch_the_error_says_what_to_install(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH, "onnx", str(tmp_path), "[]"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert "amem[embedding-export]" in out.stderr
+    assert str(export_dir(EmbeddingSettings(cache_dir=tmp_path))) in out.stderr

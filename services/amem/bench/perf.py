@@ -124,12 +124,13 @@ def machine(backend: str) -> dict[str, Any]:
 def raw_encode(texts: list[str], **overrides: Any) -> tuple[dict[str, Any], Any]:
     """In-process `SentenceTransformer.encode` batch throughput: the model the service loads
     (same backend and settings), all texts in one call, which sorts them by length first."""
-    from amem.embedding.encoder import Encoder
+    from amem.embedding.encoder import Encoder, load_sentence_transformer
     from amem.embedding.settings import EmbeddingSettings
 
     settings = EmbeddingSettings(**overrides)
     encoder = Encoder(settings)
-    model, batch = encoder.model, settings.max_batch_size
+    model = load_sentence_transformer(settings, encoder.backend, encoder.device)
+    batch = settings.max_batch_size
     model.encode(texts[:64], batch_size=batch, show_progress_bar=False)  # warm up
     started = time.perf_counter()
     model.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)

@@ -7,7 +7,9 @@ from typing import Protocol
 
 import numpy as np
 from cachetools import LRUCache
-from sklearn.feature_extraction.text import CountVectorizer
+from chromadb.utils.embedding_functions.schemas.bm25_tokenizer import (
+    DEFAULT_CHROMA_BM25_STOPWORDS,
+)
 
 from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import Note, ScoredNote
@@ -60,19 +62,33 @@ class LLMBrain:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+# A word: two or more word characters (scikit-learn's CountVectorizer's default pattern).
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+# The English stop words of the lexical index (ChromaDB's BM25 list), so that a word the BM25
+# half ignores is not a keyword either.
+_STOP_WORDS = frozenset(DEFAULT_CHROMA_BM25_STOPWORDS)
 _MAX_CANDIDATES = 48
 _TERM_CACHE = 20_000
+
+
+def _candidates(lowered: str) -> list[str]:
+    """The distinct words and bigrams of a lower-cased text, stop words dropped before pairing
+    (so a bigram may span one), of at most 40 characters, sorted. What scikit-learn's
+    `CountVectorizer(ngram_range=(1, 2), stop_words=...)` finds, without the 190 MB that
+    scikit-learn and SciPy added to the evolution image for this one use."""
+    words = [w for w in _WORD.findall(lowered) if w not in _STOP_WORDS]
+    grams = {*words, *(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))}
+    return sorted(g for g in grams if len(g) <= 40)
 
 
 class OfflineBrain:
     """No LLM, no network, and honest about it.
 
-    Keywords are extracted KeyBERT-style: candidate words and bigrams (scikit-learn's
-    CountVectorizer, English stop words removed) ranked by the embedding similarity of each
-    candidate to the whole note, with maximal marginal relevance for variety. The context is
-    the turn the note follows in a conversation (up to 300 characters), else the note's first
-    sentence; tags are its top single-word keywords; links go to neighbours
-    above a similarity threshold. Neighbours are never rewritten.
+    Keywords are extracted KeyBERT-style: candidate words and bigrams (`_candidates`) ranked
+    by the embedding similarity of each candidate to the whole note, with maximal marginal
+    relevance for variety. The context is the turn the note follows in a conversation (up to
+    300 characters), else the note's first sentence; tags are its top single-word keywords;
+    links go to neighbours above a similarity threshold. Neighbours are never rewritten.
     """
 
     model = "offline"
@@ -88,14 +104,10 @@ class OfflineBrain:
         self, text: str, top: int = 5, diversity: float = 0.5
     ) -> tuple[list[str], list[str]]:
         """(keywords, tags): MMR-ranked words and bigrams, and the most relevant single words."""
-        try:
-            vectorizer = CountVectorizer(ngram_range=(1, 2), stop_words="english").fit([text])
-        except ValueError:  # nothing but stop words
-            return [], []
-        # In order of first appearance (the vectorizer sorts alphabetically), and capped: the
-        # cost is one embedding per candidate, and a note's start says the most about it.
+        # In order of first appearance, and capped: the cost is one embedding per candidate,
+        # and a note's start says the most about it.
         lowered = text.lower()
-        names = [str(c) for c in vectorizer.get_feature_names_out() if len(c) <= 40]
+        names = _candidates(lowered)
         candidates = sorted(names, key=lambda c: lowered.find(c.split()[0]))[:_MAX_CANDIDATES]
         if not candidates:
             return [], []
