@@ -5,14 +5,32 @@ its log."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import httpx
 import pytest
 
 from amem.devstack import LocalStack
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], what: str, timeout: float = 30, interval: float = 0.2) -> T:
+    """Poll `check` until it returns something truthy (a refused or dropped connection counts
+    as not yet) and return that; fail saying `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            if result := check():
+                return result
+        assert time.monotonic() < deadline, f"{what} (waited {timeout} s)"
+        time.sleep(interval)
+
 
 KEY_A = "key-tenant-a-" + uuid.uuid4().hex
 KEY_B = "key-tenant-b-" + uuid.uuid4().hex

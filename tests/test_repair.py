@@ -28,7 +28,7 @@ import pytest
 from amem.core.model import EvolutionStatus, Note
 from amem.core.store import to_metadata
 from amem.devstack import LocalStack
-from tests.conftest import KEY_A, client_for
+from tests.conftest import KEY_A, client_for, eventually
 
 DAMAGED = 400
 
@@ -101,13 +101,6 @@ def _unreachable_gauge(stack: LocalStack) -> float:
     return float(line.split()[1])
 
 
-def _eventually(check, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.5)
-
-
 def test_doctor_finds_unreachable_notes_and_reindex_repairs_them_while_writes_go_on(rstack):
     damaged = _damage(rstack)
     code, report = _doctor(rstack)
@@ -117,7 +110,7 @@ def test_doctor_finds_unreachable_notes_and_reindex_repairs_them_while_writes_go
     assert set(report["unreachable"]) <= set(damaged)
     assert report["dangling_links"] == {} and report["dangling_follows"] == {}
     # The evolution service's sampled audit sees it too.
-    _eventually(lambda: _unreachable_gauge(rstack) > 0, "the sampled audit found nothing")
+    eventually(lambda: _unreachable_gauge(rstack) > 0, "the sampled audit found nothing")
 
     acked: dict[str, str] = {}  # id -> content, every write the gateway acknowledged
     patched: dict[str, str] = {}  # id -> category set by an acknowledged PATCH
@@ -166,7 +159,7 @@ def test_doctor_finds_unreachable_notes_and_reindex_repairs_them_while_writes_go
     code, report = _doctor(rstack)
     assert code == 0, report
     assert report["unreachable"] == [] and report["notes"] == DAMAGED + len(acked)
-    _eventually(lambda: _unreachable_gauge(rstack) == 0, "the sampled audit still finds some")
+    eventually(lambda: _unreachable_gauge(rstack) == 0, "the sampled audit still finds some")
     client = chromadb.HttpClient(host="127.0.0.1", port=rstack.chroma_port)
     names = {c.name for c in client.list_collections()}
     assert "amem-tenant-a" in names and not any(n.startswith("amemrx-") for n in names)

@@ -8,23 +8,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
-
-from tests.conftest import create
-
-
-def _eventually(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
+from tests.conftest import create, eventually
 
 
 def _write_some(api, user_id, n):
@@ -61,7 +45,7 @@ def test_chroma_sigkill_loses_no_acknowledged_note(stack, api, user_id):
     assert api.get("/readyz").status_code == 503
     stack.start_chroma()
     # The same gateway process recovers once ChromaDB is back.
-    _eventually(lambda: api.get("/readyz").status_code == 200)
+    eventually(lambda: api.get("/readyz").status_code == 200, "the gateway never got ready again")
     _assert_all_present(api, notes, user_id)
     assert api.get("/v1/memories", params={"user_id": user_id}).json()["memories"].__len__() == 10
 
@@ -75,5 +59,5 @@ def test_embedding_down_gives_503_then_recovers(stack, api, user_id):
     assert time.monotonic() - started < 15  # bounded by the deadline, no hang
     assert api.get("/v1/memories", params={"user_id": user_id}).json()["memories"] == []
     stack.start_embedding()
-    _eventually(lambda: api.get("/readyz").status_code == 200)
+    eventually(lambda: api.get("/readyz").status_code == 200, "the gateway never got ready again")
     create(api, content="after recovery", user_id=user_id)

@@ -23,7 +23,7 @@ import pytest
 
 from amem.core.quotas import UsageStore, today
 from amem.devstack import LocalStack, Process, free_port, http_ok, wait_until
-from tests.conftest import KEY_A, KEY_B, client_for, create
+from tests.conftest import KEY_A, KEY_B, client_for, create, eventually
 
 KEY_C = "key-tenant-c-" + uuid.uuid4().hex
 ADMIN = "admin-" + uuid.uuid4().hex
@@ -157,13 +157,6 @@ def seed(api: httpx.Client, n: int, user: str) -> list[dict]:
     return made
 
 
-def _eventually(check, what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
 def _tokens(api: httpx.Client) -> int:
     r = api.get("/v1/usage")
     assert r.status_code == 200, r.text
@@ -205,7 +198,7 @@ def test_restore_from_s3_after_losing_everything_gives_back_notes_links_and_sear
             chroma.delete_collection(col.name)
         # The gateway notices without a restart: a plain 404, not an error.
         assert a.get(f"/v1/memories/{first}").status_code == 404
-        _eventually(lambda: managed.get("/v1/memories").status_code == 401, "key still works")
+        eventually(lambda: managed.get("/v1/memories").status_code == 401, "key still works")
         assert _tokens(a) == 0
 
         done = amem(bstack, "restore", f"s3://{BUCKET}/prod", s3_url=s3)
@@ -222,7 +215,7 @@ def test_restore_from_s3_after_losing_everything_gives_back_notes_links_and_sear
         while searches(a) != found_before and time.monotonic() < deadline:
             time.sleep(0.5)
         assert searches(a) == found_before
-        _eventually(lambda: managed.get("/v1/memories").status_code == 200, "key not restored")
+        eventually(lambda: managed.get("/v1/memories").status_code == 200, "key not restored")
         assert _tokens(a) == 500
 
         # A restore into a live deployment keeps what changed since: a key revoked after the

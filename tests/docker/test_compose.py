@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 
 import httpx
@@ -17,6 +16,7 @@ import pytest
 from amem import Client
 from amem.devstack import free_port
 from tests.chart.conftest import ROOT
+from tests.conftest import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
@@ -43,15 +43,8 @@ def _compose() -> list[str]:
 
 
 def _wait_ready(url: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{url} not ready in {timeout} s"
-        time.sleep(1)
+    ready = lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200  # noqa: E731
+    eventually(ready, f"{url} not ready", timeout, interval=1)
 
 
 def test_compose_up_serves_and_keeps_memories_across_a_restart(images):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
@@ -54,65 +54,66 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = NoteStore(
-            settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
-        )
-        embedder = EmbeddingClient(
-            settings.embedding_target, timeout_s=settings.embedding_timeout_s
-        )
-        app.state.store = store
-        app.state.embedder = embedder
-        evolution_client = (
-            EvolutionClient(settings.evolution_target, edit_timeout_s=settings.edit_timeout_s)
-            if settings.evolution_target
-            else None
-        )
-        hook = evolution or (
-            NotifyEvolution(evolution_client) if evolution_client else NoEvolution()
-        )
-        keyring.start()
-        access = AccessRecorder(store, flush_s=settings.access_flush_s)
-        access.start()
-        lexical_store = NoteStore(
-            settings.chroma_host, settings.chroma_port, timeout_s=settings.lexical_timeout_s
-        )
-        lexical = LexicalIndex(
-            lexical_store,
-            refresh_s=settings.lexical_refresh_s,
-            margin_s=settings.lexical_margin_s,
-            max_notes=settings.lexical_max_notes,
-        )
-        app.state.service = MemoryService(
-            store,
-            embedder,
-            hook,
-            evolution_client,
-            # Changes to stored notes go to the tenant's writer: the evolution owner, or with
-            # no evolution service this gateway itself (core/writer.py).
-            editor=evolution_client or NoteWriter(store, embedder),
-            lexical=lexical,
-            access=access,
-            rrf_k=settings.rrf_k,
-            candidates=settings.search_candidates,
-            quotas=Quotas.parse(settings.quotas),
-            usage=UsageStore(
+        # Each resource's close is pushed as it is made: teardown runs in reverse (the access
+        # counts flush before the store closes, pending notifies end before their client),
+        # and one close that fails does not skip the others.
+        async with AsyncExitStack() as closing:
+            store = NoteStore(
                 settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
-            ),
-        )
-        try:
-            async with mcp.session_manager.run():
-                yield
-        finally:
-            await keyring.close()
-            await access.close()
+            )
+            closing.push_async_callback(store.close)
+            embedder = EmbeddingClient(
+                settings.embedding_target, timeout_s=settings.embedding_timeout_s
+            )
+            closing.push_async_callback(embedder.close)
+            app.state.store = store
+            app.state.embedder = embedder
+            evolution_client = None
+            if settings.evolution_target:
+                evolution_client = EvolutionClient(
+                    settings.evolution_target, edit_timeout_s=settings.edit_timeout_s
+                )
+                closing.push_async_callback(evolution_client.close)
+            keyring.start()
+            closing.push_async_callback(keyring.close)
+            access = AccessRecorder(store, flush_s=settings.access_flush_s)
+            access.start()
+            closing.push_async_callback(access.close)
+            lexical_store = NoteStore(
+                settings.chroma_host, settings.chroma_port, timeout_s=settings.lexical_timeout_s
+            )
+            closing.push_async_callback(lexical_store.close)
+            lexical = LexicalIndex(
+                lexical_store,
+                refresh_s=settings.lexical_refresh_s,
+                margin_s=settings.lexical_margin_s,
+                max_notes=settings.lexical_max_notes,
+            )
+            closing.push_async_callback(lexical.close)
+            hook = evolution or (
+                NotifyEvolution(evolution_client) if evolution_client else NoEvolution()
+            )
             if isinstance(hook, NotifyEvolution):
-                await hook.close()
-            await lexical.close()
-            await lexical_store.close()
-            if evolution_client:
-                await evolution_client.close()
-            await embedder.close()
-            await store.close()
+                closing.push_async_callback(hook.close)
+            app.state.service = MemoryService(
+                store,
+                embedder,
+                hook,
+                evolution_client,
+                # Changes to stored notes go to the tenant's writer: the evolution owner, or
+                # with no evolution service this gateway itself (core/writer.py).
+                editor=evolution_client or NoteWriter(store, embedder),
+                lexical=lexical,
+                access=access,
+                rrf_k=settings.rrf_k,
+                candidates=settings.search_candidates,
+                quotas=Quotas.parse(settings.quotas),
+                usage=UsageStore(
+                    settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
+                ),
+            )
+            await closing.enter_async_context(mcp.session_manager.run())
+            yield
 
     app = FastAPI(
         title="amem",

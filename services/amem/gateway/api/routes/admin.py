@@ -8,19 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from amem.gateway.api.deps import Admin
+from amem.gateway.api.responses import ADMIN_ERRORS, KEY_NOT_FOUND
 from amem.gateway.auth import ManagedKey
-from amem.schemas import ErrorBody, KeyCreate, KeyIssued, KeyList, KeyPublic, KeyRotate, TenantId
+from amem.schemas import KeyCreate, KeyIssued, KeyList, KeyPublic, KeyRotate, TenantId
 
-_ERRORS = {
-    401: {"model": ErrorBody, "description": "Missing admin key"},
-    403: {"model": ErrorBody, "description": "Not an admin key, or the admin API is off"},
-    413: {"model": ErrorBody, "description": "Request body over the limit"},
-    422: {"model": ErrorBody, "description": "Invalid request"},
-    503: {"model": ErrorBody, "description": "The key store is unavailable"},
-}
-_NOT_FOUND = {404: {"model": ErrorBody, "description": "No such key"}}
-
-router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=_ERRORS)
+router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=ADMIN_ERRORS)
 
 
 def _public(key: ManagedKey) -> KeyPublic:
@@ -56,7 +48,7 @@ async def list_keys(
     "/{key_id}:rotate",
     status_code=status.HTTP_201_CREATED,
     operation_id="rotate_key",
-    responses=_NOT_FOUND,
+    responses=KEY_NOT_FOUND,
 )
 async def rotate_key(key_id: str, keyring: Admin, body: KeyRotate | None = None) -> KeyIssued:
     grace = timedelta(seconds=(body or KeyRotate()).grace_s)
@@ -64,6 +56,6 @@ async def rotate_key(key_id: str, keyring: Admin, body: KeyRotate | None = None)
     return KeyIssued(**_public(record).model_dump(), key=secret)
 
 
-@router.delete("/{key_id}", operation_id="revoke_key", responses=_NOT_FOUND)
+@router.delete("/{key_id}", operation_id="revoke_key", responses=KEY_NOT_FOUND)
 async def revoke_key(key_id: str, keyring: Admin) -> KeyPublic:
     return _public(await keyring.revoke(key_id))

@@ -14,6 +14,12 @@ from pydantic import BaseModel
 from amem.core.errors import InvalidArgument, PayloadTooLarge
 from amem.core.model import EvolutionStatus, Instant, NoteFilter
 from amem.gateway.api.deps import Service, Settings, Tenant
+from amem.gateway.api.responses import (
+    ETAG_HEADER,
+    MEMORY_NOT_FOUND,
+    PRECONDITION_FAILED,
+    TENANT_ERRORS,
+)
 from amem.schemas import (
     EraseResponse,
     ErasureReceipt,
@@ -32,31 +38,6 @@ from amem.schemas import (
     SearchRequest,
     SearchResponse,
 )
-
-_ERRORS = {
-    401: {"model": ErrorBody, "description": "Missing or invalid API key"},
-    403: {"model": ErrorBody, "description": "The tenant's quota does not allow it"},
-    413: {"model": ErrorBody, "description": "Request body or batch over the limit"},
-    422: {"model": ErrorBody, "description": "Invalid request"},
-    429: {"model": ErrorBody, "description": "Rate limit of this API key; retry after Retry-After"},
-    503: {
-        "model": ErrorBody,
-        "description": "A dependency is unavailable; retry after Retry-After",
-    },
-}
-_NOT_FOUND = {404: {"model": ErrorBody, "description": "No such memory for this tenant"}}
-_ETAG = {
-    "ETag": {
-        "description": 'The memory\'s version as a strong entity tag ("3"): pass it in If-Match',
-        "schema": {"type": "string"},
-    }
-}
-_PRECONDITION = {
-    412: {
-        "model": ErrorBody,
-        "description": "If-Match names no version the memory is at: it changed; read it again",
-    }
-}
 
 IfMatch = Annotated[
     str | None,
@@ -89,7 +70,7 @@ def _tagged(response: Response, note) -> None:
     response.headers["ETag"] = f'"{note.version}"'
 
 
-router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=_ERRORS)
+router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=TENANT_ERRORS)
 
 
 def _written(note, truncated: bool) -> MemoryWritten:
@@ -154,7 +135,7 @@ _EXISTS = {409: {"model": ErrorBody, "description": "A memory with the id given 
     "",
     status_code=status.HTTP_201_CREATED,
     operation_id="create_memory",
-    responses={201: {"headers": {**_ETAG, **_REPLAYED}}, **_EXISTS},
+    responses={201: {"headers": {**ETAG_HEADER, **_REPLAYED}}, **_EXISTS},
 )
 async def create_memory(
     body: MemoryCreate,
@@ -321,7 +302,7 @@ async def search_memories(
 @router.get(
     "/{memory_id}",
     operation_id="get_memory",
-    responses={**_NOT_FOUND, 200: {"headers": _ETAG}},
+    responses={**MEMORY_NOT_FOUND, 200: {"headers": ETAG_HEADER}},
 )
 async def get_memory(
     memory_id: str, tenant: Tenant, service: Service, response: Response
@@ -334,7 +315,7 @@ async def get_memory(
 @router.patch(
     "/{memory_id}",
     operation_id="update_memory",
-    responses={**_NOT_FOUND, **_PRECONDITION, 200: {"headers": _ETAG}},
+    responses={**MEMORY_NOT_FOUND, **PRECONDITION_FAILED, 200: {"headers": ETAG_HEADER}},
 )
 async def update_memory(
     memory_id: str,
@@ -355,7 +336,9 @@ async def update_memory(
 
 
 @router.delete(
-    "/{memory_id}", operation_id="delete_memory", responses={**_NOT_FOUND, **_PRECONDITION}
+    "/{memory_id}",
+    operation_id="delete_memory",
+    responses={**MEMORY_NOT_FOUND, **PRECONDITION_FAILED},
 )
 async def delete_memory(
     memory_id: str, tenant: Tenant, service: Service, if_match: IfMatch = None
@@ -366,7 +349,7 @@ async def delete_memory(
     return await service.delete(tenant, memory_id, if_match=_if_match(if_match))
 
 
-@router.get("/{memory_id}/links", operation_id="get_memory_links", responses=_NOT_FOUND)
+@router.get("/{memory_id}/links", operation_id="get_memory_links", responses=MEMORY_NOT_FOUND)
 async def get_memory_links(
     memory_id: str,
     tenant: Tenant,
@@ -393,14 +376,14 @@ async def get_memory_links(
     "/{memory_id}:evolve",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="evolve_memory",
-    responses={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Already evolved"}},
+    responses={**MEMORY_NOT_FOUND, 409: {"model": ErrorBody, "description": "Already evolved"}},
 )
 async def evolve_memory(memory_id: str, tenant: Tenant, service: Service) -> MemoryPublic:
     """Queue a `failed` (or still `pending`) memory for evolution again."""
     return MemoryPublic.of(await service.retry_evolution(tenant, memory_id))
 
 
-@router.get("/{memory_id}/history", operation_id="get_memory_history", responses=_NOT_FOUND)
+@router.get("/{memory_id}/history", operation_id="get_memory_history", responses=MEMORY_NOT_FOUND)
 async def get_memory_history(memory_id: str, tenant: Tenant, service: Service) -> HistoryResponse:
     """Every change evolution made to this memory, oldest first, with provenance."""
     note = await service.get(tenant, memory_id)
@@ -411,7 +394,7 @@ async def get_memory_history(memory_id: str, tenant: Tenant, service: Service) -
     "/{memory_id}/history/{entry_id}:revert",
     operation_id="revert_memory_history_entry",
     responses={
-        **_NOT_FOUND,
+        **MEMORY_NOT_FOUND,
         409: {"model": ErrorBody, "description": "Changed since, or already reverted"},
     },
 )

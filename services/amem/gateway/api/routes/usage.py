@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from amem.gateway.api.deps import Service, Tenant
-from amem.gateway.api.routes.memories import _ERRORS
+from amem.gateway.api.responses import TENANT_ERRORS
 from amem.schemas import Usage
 
-router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=_ERRORS)
+router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=TENANT_ERRORS)
 
 
 @router.get("", operation_id="get_usage")
