@@ -192,7 +192,7 @@ async def _export(args: argparse.Namespace, store: NoteStore) -> int:
 
 async def _import(args: argparse.Namespace, store: NoteStore) -> int:
     from amem.backup import notes
-    from amem.core.embedding_client import EmbeddingClient
+    from amem.embedding.client import EmbeddingClient
 
     embedder = EmbeddingClient(args.embedding_target) if args.embedding_target else None
 
@@ -294,7 +294,7 @@ async def _doctor(args: argparse.Namespace, store: NoteStore) -> int:
 
 
 async def _reindex(args: argparse.Namespace) -> int:
-    from amem.core.evolution_client import EvolutionClient
+    from amem.evolution.client import EvolutionClient
 
     client = EvolutionClient(args.evolution_target)
     try:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import InvalidArgument
 from amem.devstack import Process, free_port
+from amem.embedding.client import EmbeddingClient
 from amem.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 
 

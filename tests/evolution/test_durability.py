@@ -10,11 +10,11 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import Note
 from amem.core.store import NoteStore
 from amem.core.writer import NoteWriter
 from amem.devstack import free_port
+from amem.embedding.client import EmbeddingClient
 from amem.evolution.brain import OfflineBrain
 from amem.evolution.engine import Engine
 from amem.evolution.scheduler import owner_of

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import Note
 from amem.core.store import NoteStore
+from amem.embedding.client import EmbeddingClient
 from amem.gateway.lexical import LexicalIndex
 from amem.gateway.service import fuse
 from tests.conftest import create

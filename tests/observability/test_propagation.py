@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from amem.core import tracing
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.grpc_server import create_server, set_serving
+from amem.embedding.client import EmbeddingClient
 from amem.embedding.encoder import Encoder
 from amem.embedding.server import SERVICE_NAME, EmbeddingServicer
 from amem.embedding.settings import EmbeddingSettings

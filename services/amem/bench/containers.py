@@ -16,7 +16,7 @@ import json
 import subprocess
 import time
 
-from amem.core.embedding_client import EmbeddingClient
+from amem.embedding.client import EmbeddingClient
 
 TEXTS = [f"Caroline went to the support group on day {i}, and wrote it down." for i in range(64)]
 

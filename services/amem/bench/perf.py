@@ -45,10 +45,10 @@ import httpx
 import numpy as np
 
 from amem.bench.locomo import DEFAULT_DATA, sessions
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import EvolutionStatus, Note
 from amem.core.store import NoteStore
 from amem.devstack import LocalStack
+from amem.embedding.client import EmbeddingClient
 
 KEY = "bench-key"
 TENANT = "dev"

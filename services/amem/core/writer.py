@@ -35,7 +35,6 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from amem.core import history
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.erasure import ErasureReceipt, ScrubbedMemory, scrub
 from amem.core.errors import Conflict, InvalidArgument, NotFound, PreconditionFailed
 from amem.core.model import EvolutionStatus, Note, NoteFilter, utcnow
@@ -103,8 +102,19 @@ def check_if_match(note: Note, if_match: frozenset[int] | None) -> None:
         )
 
 
+class _Vectors(Protocol):
+    vectors: list[list[float]]
+
+
+class Embedder(Protocol):
+    """What the writer needs of the embedding service's client (amem.embedding.client): the
+    shared library names no service's code."""
+
+    async def embed(self, texts: Sequence[str], *, background: bool = False) -> _Vectors: ...
+
+
 class NoteWriter:
-    def __init__(self, store: NoteStore, embedder: EmbeddingClient) -> None:
+    def __init__(self, store: NoteStore, embedder: Embedder) -> None:
         self._store = store
         self._embedder = embedder
         self._locks: dict[str, asyncio.Lock] = {}

@@ -11,8 +11,8 @@ from chromadb.utils.embedding_functions.schemas.bm25_tokenizer import (
     DEFAULT_CHROMA_BM25_STOPWORDS,
 )
 
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.model import Note, ScoredNote
+from amem.embedding.client import EmbeddingClient
 from amem.evolution import prompts
 from amem.evolution.llm import LLM, Usage, schema_of
 from amem.evolution.prompts import Construction, Evolution

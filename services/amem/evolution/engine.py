@@ -40,12 +40,12 @@ from typing import Any
 from prometheus_client import Counter
 
 from amem.core import history
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import Conflict, NotFound
 from amem.core.model import EvolutionStatus, Note, NoteFilter, utcnow
 from amem.core.quotas import Quotas, UsageStore, next_day_start, today
 from amem.core.store import NoteStore
 from amem.core.writer import NoteWriter
+from amem.embedding.client import EmbeddingClient
 from amem.evolution.brain import Brain
 from amem.evolution.llm import LLMError, Usage
 from amem.evolution.prompts import PROMPT_VERSION

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 
-from amem.core.evolution_client import EvolutionClient
+from amem.evolution.client import EvolutionClient
 from amem.evolution.settings import EvolutionSettings
 
 log = logging.getLogger(__name__)

@@ -12,16 +12,16 @@ from opentelemetry import trace
 from prometheus_client import start_http_server
 
 from amem.core import logs, repair, tracing
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import InvalidArgument, NotFound
-from amem.core.evolution_client import FORWARDED, EvolutionClient, if_match_of
 from amem.core.grpc_server import create_server, set_serving, wait_for_stop_signal
 from amem.core.model import NoteFilter
 from amem.core.quotas import Quotas, UsageStore
 from amem.core.store import NoteStore
 from amem.core.writer import Edited, NoteWriter
+from amem.embedding.client import EmbeddingClient
 from amem.evolution.auditor import audit_forever
 from amem.evolution.brain import Brain, LLMBrain, OfflineBrain
+from amem.evolution.client import FORWARDED, EvolutionClient, if_match_of
 from amem.evolution.engine import Engine
 from amem.evolution.llm import make_llm
 from amem.evolution.membership import Membership

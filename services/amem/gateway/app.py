@@ -18,12 +18,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from amem.client import AsyncClient
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import AmemError
-from amem.core.evolution_client import EvolutionClient
 from amem.core.quotas import Quotas, UsageStore
 from amem.core.store import NoteStore
 from amem.core.writer import NoteWriter
+from amem.embedding.client import EmbeddingClient
+from amem.evolution.client import EvolutionClient
 from amem.gateway import errors
 from amem.gateway.access import AccessRecorder
 from amem.gateway.api.routes import admin, health, memories, usage

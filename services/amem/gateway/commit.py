@@ -28,10 +28,10 @@ from typing import Generic, TypeVar
 
 from prometheus_client import Histogram
 
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.errors import InvalidArgument
 from amem.core.model import Note
 from amem.core.store import NoteStore
+from amem.embedding.client import EmbeddingClient
 
 COMMIT_NOTES = Histogram(
     "amem_gateway_commit_notes",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from amem.core.errors import AmemError
-from amem.core.evolution_client import EvolutionClient
+from amem.evolution.client import EvolutionClient
 
 log = logging.getLogger(__name__)
 

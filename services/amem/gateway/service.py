@@ -8,14 +8,14 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from amem.core.embedding_client import EmbeddingClient
 from amem.core.erasure import ErasureReceipt
 from amem.core.errors import Conflict, InvalidArgument, QuotaExceeded, Unavailable
-from amem.core.evolution_client import EvolutionClient
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote
 from amem.core.quotas import Quotas, UsageStore, today
 from amem.core.store import NoteStore
 from amem.core.writer import Editor, Erased
+from amem.embedding.client import EmbeddingClient
+from amem.evolution.client import EvolutionClient
 from amem.gateway.access import AccessRecorder
 from amem.gateway.commit import GroupCommit, WriteEmbedder
 from amem.gateway.evolution import EvolutionHook
