@@ -4,6 +4,7 @@ the direct ONNX pipeline gives sentence-transformers' vectors, and serves withou
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -118,3 +119,21 @@ def test_without_an_export_or_torch_the_error_says_what_to_install(tmp_path):
     assert out.returncode != 0
     assert "amem[embedding-export]" in out.stderr
     assert str(export_dir(EmbeddingSettings(cache_dir=tmp_path))) in out.stderr
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or os.path.exists("/dev/nvidiactl"), reason="an NVIDIA driver here"
+)
+def test_auto_device_without_a_gpu_driver_never_imports_torch():
+    """Without a driver there is no CUDA; asking torch would cost ~160 MiB resident for
+    nothing (the ONNX backends never use it)."""
+    Encoder(EmbeddingSettings())  # the export exists (made here if need be)
+    code = (
+        "import sys; from amem.embedding.encoder import Encoder; "
+        "from amem.embedding.settings import EmbeddingSettings; "
+        "e = Encoder(EmbeddingSettings()); print(e.device, e.backend, 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["cpu", "onnx", "False"]

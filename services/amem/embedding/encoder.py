@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,10 @@ def _dimensions(model) -> int:
 def _device(asked: Device) -> str:
     if asked is not Device.AUTO:
         return asked.value
+    if sys.platform == "linux" and not Path("/dev/nvidiactl").exists():
+        # No NVIDIA driver, so no CUDA: do not import torch only to hear that (it costs
+        # ~160 MiB of resident memory that the ONNX backends never use).
+        return "cpu"
     try:
         import torch
     except ImportError:  # a torch-free install serves ONNX on the CPU
