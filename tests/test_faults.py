@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,10 +122,14 @@ def test_a_hung_evolution_service_does_not_slow_writes(fstack: LocalStack) -> No
 
 def test_sigterm_drains_the_gateway_requests_in_flight(fstack: LocalStack) -> None:
     """Accepted requests finish with their answer; new ones are refused at connect; the
-    gateway shuts down cleanly (the chart's preStop sleep and grace period give it the time)."""
+    gateway shuts down cleanly (the chart's preStop sleep and grace period give it the time).
+
+    One race is the kernel's: a connection completed into the listen backlog just before the
+    gateway closed its listener is closed unread (the client sees it end without an answer;
+    on Kubernetes the preStop sleep keeps new connections away). Such a request must have
+    written nothing."""
     gateway = fstack.processes["gateway"]
-    batch = {"memories": [{"content": f"drain test memory {i}"} for i in range(60)]}
-    results: list[object] = []
+    results: list[tuple[object, float, str]] = []  # outcome, when, the request's user_id
     sent_term_at: list[float] = []
 
     def write() -> None:
@@ -136,14 +141,20 @@ def test_sigterm_drains_the_gateway_requests_in_flight(fstack: LocalStack) -> No
             limits=httpx.Limits(max_keepalive_connections=0),
         ) as c:
             while not sent_term_at or time.monotonic() < sent_term_at[0] + 5:
+                user = f"drain-{uuid.uuid4().hex[:12]}"
+                batch = {
+                    "memories": [
+                        {"content": f"drain test memory {i}", "user_id": user} for i in range(60)
+                    ]
+                }
                 try:
                     r = c.post("/v1/memories/batch", json=batch)
-                    results.append((r.status_code, time.monotonic()))
+                    results.append((r.status_code, time.monotonic(), user))
                 except httpx.ConnectError:
-                    results.append(("refused", time.monotonic()))
+                    results.append(("refused", time.monotonic(), user))
                     return
-                except httpx.TransportError as exc:
-                    results.append((type(exc).__name__, time.monotonic()))
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    results.append(("closed unread", time.monotonic(), user))
                     return
 
     threads = [threading.Thread(target=write) for _ in range(4)]
@@ -158,12 +169,23 @@ def test_sigterm_drains_the_gateway_requests_in_flight(fstack: LocalStack) -> No
     assert gateway.popen.wait(30) == -signal.SIGTERM
     assert "Application shutdown complete" in gateway.log_tail(20)
     try:
-        outcomes = {outcome for outcome, _ in results}
-        assert outcomes <= {201, "refused"}, results
-        finished_after = [at for outcome, at in results if outcome == 201 and at > sent_term_at[0]]
+        outcomes = {outcome for outcome, _, _ in results}
+        assert outcomes <= {201, "refused", "closed unread"}, results
+        finished_after = [
+            at for outcome, at, _ in results if outcome == 201 and at > sent_term_at[0]
+        ]
         assert finished_after, "no request was in flight at SIGTERM: the test proved nothing"
     finally:
         fstack.start_gateway()
+    with client_for(fstack, KEY_A) as api:
+        for outcome, _, user in results:
+            if outcome == "refused":
+                continue
+            page = api.get("/v1/memories", params={"user_id": user, "limit": 100})
+            assert page.status_code == 200, page.text
+            stored = len(page.json()["memories"])
+            # Answered: all 60 stored. Closed unread: nothing written.
+            assert stored == (60 if outcome == 201 else 0), (outcome, user, stored)
 
 
 def test_kill_9_of_each_process_under_write_load_loses_nothing(
