@@ -345,7 +345,9 @@ class AgenticMemorySystem:
             timestamp=str(timestamp) if timestamp is not None else _as_text(memory.timestamp),
             last_accessed=kept("last_accessed", _as_text(memory.last_accessed)),
             context=memory.context or "General",
-            evolution_history=kept("evolution_history", memory.evolution_history),
+            evolution_history=kept(
+                "evolution_history", [e.model_dump(mode="json") for e in memory.evolution_history]
+            ),
             category=memory.category or "Uncategorized",
             tags=memory.tags,
         )
@@ -376,9 +378,10 @@ class AgenticMemorySystem:
     @staticmethod
     def _evolved(memory: MemoryPublic) -> bool:
         return any(
-            entry.get("kind") == "evolve" and {"links", "tags"} & set(entry.get("after") or {})
+            (entry.kind == "evolve" and {"links", "tags"} & set(entry.after))
+            or entry.kind == "update_neighbor"
             for entry in memory.evolution_history
-        ) or any(e.get("kind") == "update_neighbor" for e in memory.evolution_history)
+        )
 
 
 def _distance(similarity: float | None) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from amem.core.erasure import ErasureReceipt, ScrubbedMemory
+from amem.core.history import HistoryEntry
 from amem.core.model import (
     TENANT_PATTERN,
     EvolutionStatus,
@@ -31,7 +32,8 @@ from amem.core.model import (
     ScoredNote,
 )
 
-__all__ = ["ErasureReceipt", "ScrubbedMemory"]  # the receipt is the domain's own model
+# The domain's own models, served as they are.
+__all__ = ["ErasureReceipt", "HistoryEntry", "ScrubbedMemory"]
 
 MAX_CONTENT_CHARS = 16_000
 
@@ -138,7 +140,7 @@ class MemoryPublic(BaseModel):
     timestamp: datetime
     last_accessed: datetime
     retrieval_count: int
-    evolution_history: list[dict[str, Any]]
+    evolution_history: list[HistoryEntry]
     user_id: str | None
     agent_id: str | None
     metadata: dict[str, MetadataValue]
@@ -279,25 +281,6 @@ class EraseResponse(BaseModel):
     deleted: int
     unlinked: int = Field(description="Other memories whose links to the erased ones were removed.")
     receipt: ErasureReceipt
-
-
-class HistoryEntry(BaseModel):
-    """One change evolution made to a memory, with its provenance."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    kind: str = Field(description="evolve, update_neighbor, revert, erasure or edit")
-    trigger: str | None = Field(description="The memory whose arrival caused the change.")
-    before: dict[str, Any]
-    after: dict[str, Any]
-    at: datetime
-    model: str | None = None
-    prompt_version: str | None = None
-    tokens: dict[str, int] | None = Field(
-        default=None, description="LLM tokens the triggering evolution spent (on `evolve`)."
-    )
-    reverts: str | None = Field(default=None, description="The entry a revert undid.")
 
 
 class HistoryResponse(BaseModel):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
+from amem.core.history import HistoryEntry, NeighbourUpdate, Plan, PlanBase, TokenUsage
 from amem.core.model import EvolutionStatus, Note, NoteFilter
 from amem.core.store import from_micros, from_record, to_metadata, to_micros, to_where
 
@@ -18,15 +20,68 @@ def test_every_field_round_trips():
         category="cat",
         timestamp=datetime(2001, 2, 3, 4, 5, 6, 789012, UTC),
         retrieval_count=7,
-        evolution_history=[{"by": "n1", "before": {"tags": []}, "after": {"tags": ["t"]}}],
+        evolution_history=[
+            HistoryEntry(
+                kind="update_neighbor",
+                trigger="n1",
+                before={"tags": []},
+                after={"tags": ["t"]},
+                plan="p1",
+                model="offline",
+                prompt_version="v1",
+            ),
+            HistoryEntry(kind="edit", after={"context": ""}, undone=[], edited_memories=["n1"]),
+        ],
         user_id="u",
         agent_id="a",
         metadata={"s": "v", "i": 1, "f": 0.5, "b": False, "n": None},
         status=EvolutionStatus.FAILED,
         status_reason="llm timed out",
         version=4,
+        plan=Plan(
+            trigger="n2",
+            model="offline",
+            prompt_version="v1",
+            usage=TokenUsage(prompt_tokens=3, completion_tokens=2),
+            neighbour_updates=[NeighbourUpdate(id="n1", context="c", tags=["t"])],
+            base=PlanBase(version=3, keywords=["k"]),
+            shown_versions={"n1": 2},
+        ),
+        influenced_by=["n1"],
+        follows="n0",
+        idempotency="digest.0",
     )
     assert from_record(note.id, note.content, to_metadata(note)) == note
+
+
+def test_history_is_stored_as_it_always_was():
+    """Entries stored by earlier versions (dicts with an ISO time, keys a kind does not use
+    absent) read back, and are written back without nulls beyond `trigger`."""
+    stored = (
+        '[{"id":"e1","kind":"evolve","trigger":"n1","before":{"tags":[]},"after":{"tags":["t"]},'
+        '"at":"2026-12-01T10:00:00.000001+00:00","plan":"p","model":"m","prompt_version":"v",'
+        '"tokens":{"prompt_tokens":5,"completion_tokens":7},"from_a_newer_version":1},'
+        '{"id":"e2","kind":"erasure","trigger":null,"before":{},"after":{"context":""},'
+        '"at":"2026-12-01T10:00:01+00:00","undone":["e1"],"erased_memories":["n1"]}]'
+    )
+    meta = to_metadata(Note(content="c"))
+    note = from_record("id", "c", {**meta, "evolution_history": stored})
+    evolve, erasure = note.evolution_history
+    assert evolve.tokens == TokenUsage(prompt_tokens=5, completion_tokens=7)
+    assert evolve.at == datetime(2026, 12, 1, 10, 0, 0, 1, UTC)
+    assert erasure.undone == ["e1"] and erasure.erased is False
+    again = json.loads(to_metadata(note)["evolution_history"])
+    assert set(again[1]) == {
+        "id",
+        "kind",
+        "trigger",
+        "before",
+        "after",
+        "at",
+        "undone",
+        "erased_memories",
+    }
+    assert again[0]["from_a_newer_version"] == 1  # an unknown key is kept
 
 
 def test_empty_lists_are_absent_keys_and_come_back_as_lists():

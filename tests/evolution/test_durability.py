@@ -10,6 +10,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from amem.core.history import Plan
 from amem.core.model import Note
 from amem.core.store import NoteStore
 from amem.core.writer import NoteWriter
@@ -110,7 +111,7 @@ def test_a_journalled_plan_is_finished_not_redecided(evo, scripted, restart_evol
     hub = remember(evo, content="Journal hub note", user_id=user_id, wait=False)
     tenant = "tenant-a"
     new = Note(content=f"Journalled note {user_id}", user_id=user_id)
-    plan = {
+    plan_fields = {
         "id": str(uuid.uuid4()),
         "trigger": new.id,
         "model": "openai:scripted-model",
@@ -122,6 +123,7 @@ def test_a_journalled_plan_is_finished_not_redecided(evo, scripted, restart_evol
         "neighbour_updates": [{"id": hub["id"], "context": "rewritten once", "tags": ["hub"]}],
         "neighbours_shown": [hub["id"]],
     }
+    plan = Plan.model_validate(plan_fields)
     new.plan = plan
 
     async def crash_half_way():
@@ -134,7 +136,7 @@ def test_a_journalled_plan_is_finished_not_redecided(evo, scripted, restart_evol
             vectors = (await embedder.embed([new.embedding_text()])).vectors
             await store.put(tenant, [new], vectors)
             # The first half of the plan is applied, then the worker "dies".
-            await engine._apply_neighbour(tenant, new, plan, plan["neighbour_updates"][0])
+            await engine._apply_neighbour(tenant, new, plan, plan.neighbour_updates[0])
         finally:
             await embedder.close()
 
@@ -151,7 +153,7 @@ def test_a_journalled_plan_is_finished_not_redecided(evo, scripted, restart_evol
         else:
             assert new_note(request) != new.content
     hub_now = settled(evo, hub["id"])
-    entries = [e for e in hub_now["evolution_history"] if e.get("plan") == plan["id"]]
+    entries = [e for e in hub_now["evolution_history"] if e.get("plan") == plan.id]
     assert len(entries) == 1 and hub_now["context"] == "rewritten once"
 
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from amem.core.history import HistoryEntry, Plan
+
 # Free-form metadata values: JSON scalars. Nested structures would not survive the filters a
 # later issue adds on metadata keys, so they are refused at the API boundary.
 MetadataValue = str | int | float | bool | None
@@ -79,7 +81,7 @@ class Note(BaseModel):
     timestamp: Instant = Field(default_factory=utcnow)
     last_accessed: Instant = Field(default_factory=utcnow)
     retrieval_count: int = 0
-    evolution_history: list[dict[str, Any]] = Field(default_factory=list)
+    evolution_history: list[HistoryEntry] = Field(default_factory=list)
     user_id: str | None = None
     agent_id: str | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
@@ -95,7 +97,7 @@ class Note(BaseModel):
     # The evolution journal: the changes decided for this pending note, written before any of
     # them is applied, so a restarted worker finishes the same plan instead of asking the LLM
     # again (no note is evolved twice). Internal: not part of the public API.
-    plan: dict[str, Any] | None = None
+    plan: Plan | None = None
     # The notes whose evolution rewrote this one (history entries `update_neighbor` name them
     # as trigger): an index for erasure, which must find and scrub what they left here.
     # Internal: not part of the public API.

@@ -32,10 +32,12 @@ from chromadb.api.models.AsyncCollection import AsyncCollection
 from chromadb.config import Settings
 from chromadb.errors import ChromaError, NotFoundError
 from prometheus_client import Histogram
+from pydantic import TypeAdapter
 
 from amem.core import tracing
 from amem.core.breaker import Breaker
 from amem.core.errors import InvalidArgument, NotFound, Unavailable
+from amem.core.history import HistoryEntry, Plan
 from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ _LIST_FIELDS = ("keywords", "links", "tags", "influenced_by")
 _TIME_FIELDS = ("timestamp", "last_accessed", "created_at", "updated_at")
 # Chroma's $or/$in take lists; keep each filter small enough for a quick plan.
 _ID_CHUNK = 100
+
+_HISTORY = TypeAdapter(list[HistoryEntry])
 
 _M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
 
@@ -81,7 +85,7 @@ def to_metadata(note: Note) -> dict[str, Any]:
         context=note.context,
         category=note.category,
         retrieval_count=note.retrieval_count,
-        evolution_history=json.dumps(note.evolution_history, separators=(",", ":")),
+        evolution_history=_HISTORY.dump_json(note.evolution_history).decode(),
         user_id=note.user_id,
         agent_id=note.agent_id,
         follows=note.follows,
@@ -89,7 +93,7 @@ def to_metadata(note: Note) -> dict[str, Any]:
         status=note.status.value,
         status_reason=note.status_reason,
         version=note.version,
-        plan=None if note.plan is None else json.dumps(note.plan, separators=(",", ":")),
+        plan=None if note.plan is None else note.plan.model_dump_json(exclude_defaults=True),
         idempotency=note.idempotency,
     )
     return meta
@@ -104,7 +108,7 @@ def from_record(note_id: str, document: str, meta: dict[str, Any]) -> Note:
         context=meta.get("context", ""),
         category=meta.get("category", ""),
         retrieval_count=meta.get("retrieval_count", 0),
-        evolution_history=json.loads(meta.get("evolution_history") or "[]"),
+        evolution_history=_HISTORY.validate_json(meta.get("evolution_history") or "[]"),
         user_id=meta.get("user_id"),
         agent_id=meta.get("agent_id"),
         follows=meta.get("follows"),
@@ -112,7 +116,7 @@ def from_record(note_id: str, document: str, meta: dict[str, Any]) -> Note:
         status=EvolutionStatus(meta.get("status", EvolutionStatus.PENDING)),
         status_reason=meta.get("status_reason"),
         version=meta.get("version", 1),
-        plan=json.loads(meta["plan"]) if meta.get("plan") else None,
+        plan=Plan.model_validate_json(meta["plan"]) if meta.get("plan") else None,
         idempotency=meta.get("idempotency"),
     )
 

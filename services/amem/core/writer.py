@@ -30,12 +30,12 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
 from amem.core import history
-from amem.core.erasure import ErasureReceipt, ScrubbedMemory, scrub
+from amem.core.erasure import ErasureReceipt, ScrubbedMemory
 from amem.core.errors import Conflict, InvalidArgument, NotFound, PreconditionFailed
 from amem.core.model import EvolutionStatus, Note, NoteFilter, utcnow
 from amem.core.store import NoteStore
@@ -252,7 +252,7 @@ class NoteWriter:
             raise InvalidArgument(f"{what}: {', '.join(missing)}")
 
     async def _scrubbed(
-        self, tenant: str, ids: Sequence[str], *, kind: str
+        self, tenant: str, ids: Sequence[str], *, kind: Literal["erasure", "edit"]
     ) -> list[tuple[Note, ScrubbedMemory]]:
         """The notes that the evolution of `ids` rewrote, scrubbed of it (not yet written),
         each with its receipt line."""
@@ -263,7 +263,7 @@ class NoteWriter:
         for note in await self._store.influenced_by(tenant, list(gone)):
             if note.id in gone:
                 continue
-            result = scrub(note, gone, kind=kind)
+            result = history.scrub(note, gone, kind=kind)
             if result is None:
                 continue
             updated, line = result
@@ -304,19 +304,6 @@ class NoteWriter:
 def _rederive(note: Note, updated: Note, given: set[str]) -> set[str]:
     """Clear in `updated` what the machine derived from `note`'s content (the module's doc);
     returns the fields changed."""
-    changed = {"status", "status_reason", "plan", "evolution_history"}
-    cleared: dict[str, Any] = {}
-    for name in history.derived(note, DERIVABLE) - given:
-        value = history.original(note, name)
-        cleared[name] = value if value is not None else type(getattr(note, name))()
-    if "links" not in given:
-        added = history.links_added(note)
-        if added & set(note.links):
-            cleared["links"] = [link for link in note.links if link not in added]
-    for name, value in cleared.items():
-        setattr(updated, name, value)
-    undone = [old["id"] for old in note.evolution_history if not old.get("erased")]
-    updated.evolution_history = [history.erased(old) for old in note.evolution_history]
-    history.append(updated, history.entry("edit", {}, cleared, undone=undone))
+    changed = history.rederive(note, updated, given, DERIVABLE)
     updated.status, updated.status_reason, updated.plan = EvolutionStatus.PENDING, None, None
-    return changed | set(cleared)
+    return changed | {"status", "status_reason", "plan"}

@@ -31,7 +31,6 @@ The caller guarantees that one tenant's notes are evolved by one task at a time.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable
 from datetime import date
 from enum import Enum
@@ -40,7 +39,8 @@ from typing import Any
 from prometheus_client import Counter
 
 from amem.core import history
-from amem.core.errors import Conflict, NotFound
+from amem.core.errors import NotFound
+from amem.core.history import NeighbourUpdate, Plan, PlanBase, TokenUsage
 from amem.core.model import EvolutionStatus, Note, NoteFilter, utcnow
 from amem.core.quotas import Quotas, UsageStore, next_day_start, today
 from amem.core.store import NoteStore
@@ -158,7 +158,7 @@ class Engine:
                 assert plan is not None
                 # Journal what can be half-applied: a plan that changes the note alone is
                 # applied in one write, and a crash before it just decides again.
-                if plan["neighbour_updates"] and not journaled:
+                if plan.neighbour_updates and not journaled:
                     journaled = await self._commit(tenant, note, note, {"plan"}, bump=False)
                     again = None if journaled else _Again.MERGE
                 if again is None:
@@ -186,7 +186,7 @@ class Engine:
         log.warning("evolution of a note kept conflicting; it stays pending for the next scan")
         return "conflicted"
 
-    async def _decide(self, tenant: str, note: Note) -> dict[str, Any]:
+    async def _decide(self, tenant: str, note: Note) -> Plan:
         usage = Usage()
         construction: dict[str, Any] = {}
         missing = [f for f in ("keywords", "context", "tags") if not getattr(note, f)]
@@ -206,7 +206,7 @@ class Engine:
         neighbours = [h for h in hits if h.note.id != note.id][: self._k]
         links: list[str] = []
         tags = draft.tags
-        updates: list[dict[str, Any]] = []
+        updates: list[NeighbourUpdate] = []
         if neighbours:
             decision, used = await self._brain.evolve(tenant, draft, neighbours)
             usage += used
@@ -220,46 +220,43 @@ class Engine:
                 elif update.id not in seen:
                     seen.add(update.id)
                     updates.append(
-                        {"id": update.id, "context": update.context, "tags": update.tags}
+                        NeighbourUpdate(id=update.id, context=update.context, tags=update.tags)
                     )
         if self._usage is not None and usage.prompt_tokens + usage.completion_tokens:
             await self._usage.add(tenant, today(), usage.prompt_tokens + usage.completion_tokens)
-        return {
-            "id": str(uuid.uuid4()),
-            "trigger": note.id,
-            "model": self._brain.model,
-            "prompt_version": PROMPT_VERSION,
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-            },
-            "construction": construction,
-            "links": links,
-            "tags": tags,
-            "neighbour_updates": updates,
-            "neighbours_shown": [n.note.id for n in neighbours],
-            # What it was decided from: a caller's later change to these wins over the plan.
-            "base": {
-                "version": note.version,
-                "user_id": note.user_id,
+        return Plan(
+            trigger=note.id,
+            model=self._brain.model,
+            prompt_version=PROMPT_VERSION,
+            usage=TokenUsage(
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
+            ),
+            construction=construction,
+            links=links,
+            tags=tags,
+            neighbour_updates=updates,
+            neighbours_shown=[n.note.id for n in neighbours],
+            base=PlanBase(
+                version=note.version,
+                user_id=note.user_id,
                 **{f: getattr(note, f) for f in _OWN_FIELDS},
-            },
-            "shown_versions": {n.note.id: n.note.version for n in neighbours},
-        }
+            ),
+            shown_versions={n.note.id: n.note.version for n in neighbours},
+        )
 
-    async def _apply(self, tenant: str, note: Note, plan: dict[str, Any]) -> _Again | None:
+    async def _apply(self, tenant: str, note: Note, plan: Plan) -> _Again | None:
         """Apply `plan` to `note` (as read, with its version); None when done."""
-        if note.user_id != plan.get("base", {}).get("user_id", note.user_id):
+        if plan.base is not None and note.user_id != plan.base.user_id:
             return _Again.REPLAN  # moved to another user: its neighbours were another's
-        for update in plan["neighbour_updates"]:
+        for update in plan.neighbour_updates:
             again = await self._apply_neighbour(tenant, note, plan, update)
             if again is not None:
                 return again
 
-        base = plan.get("base") or {f: getattr(note, f) for f in _OWN_FIELDS}
         before = {f: getattr(note, f) for f in _OWN_FIELDS}
-        planned = {**base, **plan["construction"]}
-        planned["tags"] = plan["tags"] or planned["tags"]
+        base = plan.base.model_dump(include=set(_OWN_FIELDS)) if plan.base else dict(before)
+        planned = {**base, **plan.construction}
+        planned["tags"] = plan.tags or planned["tags"]
         after = {
             # A field the caller changed since the decision keeps the caller's value.
             f: before[f] if before[f] != base[f] else planned[f]
@@ -268,11 +265,11 @@ class Engine:
         # Links the caller removed since the decision stay removed.
         removed = set(base["links"]) - set(before["links"])
         after["links"] = list(
-            dict.fromkeys([*note.links, *(i for i in plan["links"] if i not in removed)])
+            dict.fromkeys([*note.links, *(i for i in plan.links if i not in removed)])
         )
         updated = note.model_copy(update=after)
         vector = await self._vector(note, updated)
-        shown = plan.get("neighbours_shown", [])
+        shown = plan.neighbours_shown
         async with self._writer.locked(tenant):
             wanted = [note.id, *after["links"], *shown, *([note.follows] if note.follows else [])]
             current = {n.id: n for n in await self._store.get_many(tenant, wanted)}
@@ -287,12 +284,11 @@ class Engine:
             if changed:
                 history.append(
                     updated,
-                    _plan_entry(
-                        plan,
+                    plan.entry(
                         "evolve",
                         {f: before[f] for f in sorted(changed)},
                         {f: getattr(updated, f) for f in sorted(changed)},
-                        tokens=plan["usage"],
+                        tokens=plan.usage,
                     ),
                 )
             updated.status, updated.status_reason, updated.plan = EvolutionStatus.DONE, None, None
@@ -301,15 +297,15 @@ class Engine:
         return None
 
     async def _apply_neighbour(
-        self, tenant: str, note: Note, plan: dict[str, Any], update: dict[str, Any]
+        self, tenant: str, note: Note, plan: Plan, update: NeighbourUpdate
     ) -> _Again | None:
         try:
-            neighbour = await self._store.get(tenant, update["id"])
+            neighbour = await self._store.get(tenant, update.id)
         except NotFound:
             return None  # deleted since the decision
-        if any(e.get("plan") == plan["id"] for e in neighbour.evolution_history):
+        if any(e.plan == plan.id for e in neighbour.evolution_history):
             return None  # applied before a restart
-        shown_version = plan.get("shown_versions", {}).get(neighbour.id, neighbour.version)
+        shown_version = plan.shown_versions.get(neighbour.id, neighbour.version)
         if neighbour.version != shown_version:
             CONFLICTS.labels("skip").inc()
             return None  # changed since it was shown: the rewrite was about other text
@@ -317,16 +313,16 @@ class Engine:
         # An update without a context or tags keeps the neighbour's, as a reply without tags
         # keeps the new note's: a small model's empty list is no reason to erase them.
         after = {
-            "context": update["context"] or before["context"],
-            "tags": list(dict.fromkeys(update["tags"])) or before["tags"],
+            "context": update.context or before["context"],
+            "tags": list(dict.fromkeys(update.tags)) or before["tags"],
         }
         if after == before:
             return None
         updated = neighbour.model_copy(update=after)
-        updated.influenced_by = list(dict.fromkeys([*neighbour.influenced_by, plan["trigger"]]))
-        history.append(updated, _plan_entry(plan, "update_neighbor", before, after))
+        updated.influenced_by = list(dict.fromkeys([*neighbour.influenced_by, plan.trigger]))
+        history.append(updated, plan.entry("update_neighbor", before, after))
         vector = await self._vector(neighbour, updated)
-        shown = plan.get("neighbours_shown", [])
+        shown = plan.neighbours_shown
         async with self._writer.locked(tenant):
             wanted = [note.id, neighbour.id, *shown]
             current = {n.id: n for n in await self._store.get_many(tenant, wanted)}
@@ -390,48 +386,18 @@ class Engine:
         return True
 
     async def revert(self, tenant: str, note_id: str, entry_id: str) -> Note:
-        """Undo one history entry: restore its `before` values if the fields still hold its
-        `after` values (else Conflict), and record the revert as a new entry."""
+        """Undo one history entry (`history.revert`: its rules) and store the result."""
         async with self._writer.locked(tenant):
             note = await self._store.get(tenant, note_id)
-            entry = next((e for e in note.evolution_history if e.get("id") == entry_id), None)
-            if entry is None:
-                raise NotFound(f"history entry {entry_id!r} not found on memory {note_id!r}")
-            if entry.get("kind") == "revert":
-                raise Conflict("a revert cannot itself be reverted; change the fields with PATCH")
-            if entry.get("erased") or entry.get("kind") in ("erasure", "edit"):
-                raise Conflict(
-                    "this entry's values were erased (by an erasure, or a change of the "
-                    "memory's content) and cannot be reverted"
-                )
-            if any(e.get("reverts") == entry_id for e in note.evolution_history):
-                raise Conflict(f"history entry {entry_id!r} was already reverted")
-            current = {f: getattr(note, f) for f in entry["after"]}
-            if current != entry["after"]:
-                raise Conflict(
-                    "the fields changed after this entry; revert the later entries first: "
-                    + ", ".join(sorted(f for f in current if current[f] != entry["after"][f]))
-                )
-            updated = note.model_copy(update=entry["before"])
-            history.append(
-                updated,
-                history.entry(
-                    "revert",
-                    entry["after"],
-                    entry["before"],
-                    trigger=entry.get("trigger"),
-                    reverts=entry_id,
-                ),
-            )
+            updated = history.revert(note, entry_id)
             text = updated.embedding_text()
             vector = (
                 (await self._embedder.embed([text])).vectors[0]
                 if text != note.embedding_text()
                 else None
             )
-            await self._write(
-                tenant, note, updated, {*entry["before"], "evolution_history"}, vector
-            )
+            restored = updated.evolution_history[-1].after
+            await self._write(tenant, note, updated, {*restored, "evolution_history"}, vector)
         return updated
 
     async def pending(self, tenant: str, limit: int) -> list[str]:
@@ -440,21 +406,6 @@ class Engine:
         return await self._store.ids_where(
             tenant, NoteFilter(status=EvolutionStatus.PENDING), limit=limit
         )
-
-
-def _plan_entry(
-    plan: dict[str, Any], kind: str, before: dict[str, Any], after: dict[str, Any], **extra: Any
-) -> dict[str, Any]:
-    return history.entry(
-        kind,
-        before,
-        after,
-        trigger=plan["trigger"],
-        plan=plan["id"],
-        model=plan["model"],
-        prompt_version=plan["prompt_version"],
-        **extra,
-    )
 
 
 def _valid(ids: Iterable[str], shown: set[str]) -> list[str]:

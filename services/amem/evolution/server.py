@@ -92,7 +92,7 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
             )
             return evolution_pb2.RevertResponse(revert_entry_id=entry)
         note = await self._engine.revert(request.tenant, request.note_id, request.entry_id)
-        return evolution_pb2.RevertResponse(revert_entry_id=note.evolution_history[-1]["id"])
+        return evolution_pb2.RevertResponse(revert_entry_id=note.evolution_history[-1].id)
 
     async def Update(self, request, context):  # noqa: N802
         changes = orjson.loads(request.changes_json or "{}")
