@@ -1,0 +1,5 @@
+import sys
+
+from amem.cli import main
+
+sys.exit(main())
