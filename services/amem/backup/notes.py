@@ -53,7 +53,7 @@ from pydantic import ValidationError
 
 from amem.backup.targets import Target
 from amem.core.model import Note, utcnow
-from amem.core.store import API_KEYS_COLLECTION, USAGE_COLLECTION, NoteStore, to_micros
+from amem.core.store import RESTORE_MERGE, NoteStore, to_micros
 
 NOTES_FORMAT = "amem-notes/1"
 SYSTEM_FORMAT = "amem-system/1"
@@ -217,24 +217,6 @@ async def load(
 Record = dict[str, Any]
 
 
-def _add_missing(live: Record | None, saved: Record) -> Record | None:
-    return saved if live is None else None
-
-
-def _larger_count(live: Record | None, saved: Record) -> Record | None:
-    if live is None or int(saved.get("llm_tokens", 0)) > int(live.get("llm_tokens", 0)):
-        return saved
-    return None
-
-
-# amem's own collections a backup carries, each with how a restore merges a saved record into
-# the live one (None: keep the live record). See the module's doc.
-SYSTEM: dict[str, Callable[[Record | None, Record], Record | None]] = {
-    API_KEYS_COLLECTION: _add_missing,
-    USAGE_COLLECTION: _larger_count,
-}
-
-
 def _wanted(meta: Record, tenants: set[str] | None) -> bool:
     return tenants is None or meta.get("tenant") in tenants
 
@@ -263,7 +245,8 @@ async def _load_system(store: NoteStore, name: str, tenants: set[str] | None, pa
                 saved[record_id] = meta
     collection = store.system(name)
     live = await collection.get(list(saved)) if saved else {}
-    merged = {i: m for i, meta in saved.items() if (m := SYSTEM[name](live.get(i), meta))}
+    merge = RESTORE_MERGE[name]
+    merged = {i: m for i, meta in saved.items() if (m := merge(live.get(i), meta))}
     if merged:
         await collection.put(merged)
     return len(merged)
@@ -328,7 +311,7 @@ async def backup(
                 manifest["tenants"][tenant]["unreadable"] = shot.unreadable
             path.unlink()
         manifest["system"] = {}
-        for collection in SYSTEM:
+        for collection in RESTORE_MERGE:
             path = Path(tmp) / f"{collection}.jsonl.gz"
             records = await _save_system(store, collection, set(tenants) if tenants else None, path)
             key = f"{name}/system/{collection}.jsonl.gz"
@@ -424,7 +407,7 @@ async def restore(
             )
             path.unlink()
         for collection, entry in manifest.get("system", {}).items():
-            if collection not in SYSTEM or entry.get("format") != SYSTEM_FORMAT:
+            if collection not in RESTORE_MERGE or entry.get("format") != SYSTEM_FORMAT:
                 raise BackupError(f"{manifest['name']}: unknown system collection {collection!r}")
             path = fetch(entry, Path(tmp) / f"{collection}.jsonl.gz")
             restored.system[collection] = await _load_system(

@@ -26,7 +26,13 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from amem.core.model import utcnow
-from amem.core.store import USAGE_COLLECTION, SystemCollection
+from amem.core.store.system import (
+    USAGE_COLLECTION,
+    SystemCollection,
+    usage_id,
+    usage_record,
+    usage_tokens,
+)
 
 
 class Quota(BaseModel):
@@ -79,29 +85,23 @@ class UsageStore:
         self._records = SystemCollection(USAGE_COLLECTION, host, port, timeout_s=timeout_s)
         self._cache: dict[str, int] = {}
 
-    @staticmethod
-    def _id(tenant: str, day: date) -> str:
-        return f"{tenant}:{day.isoformat()}"
-
     async def tokens(self, tenant: str, day: date) -> int:
-        key = self._id(tenant, day)
+        key = usage_id(tenant, day)
         if key not in self._cache:
             got = await self._records.get([key])
-            self._cache[key] = int(got.get(key, {}).get("llm_tokens", 0))
+            self._cache[key] = usage_tokens(got.get(key))
         return self._cache[key]
 
     async def add(self, tenant: str, day: date, tokens: int) -> int:
         """Count `tokens` more; returns the day's total. The tenant's owning replica is the only
         writer, so read-add-write is safe (an ownership change may lose one note's count)."""
         total = await self.tokens(tenant, day) + tokens
-        key = self._id(tenant, day)
-        await self._records.put(
-            {key: {"tenant": tenant, "day": day.isoformat(), "llm_tokens": total}}
-        )
+        key = usage_id(tenant, day)
+        await self._records.put({key: usage_record(tenant, day, total)})
         self._cache[key] = total
         return total
 
     async def fresh_tokens(self, tenant: str, day: date) -> int:
         """The day's total as stored (for readers other than the owner, e.g. the gateway)."""
-        self._cache.pop(self._id(tenant, day), None)
+        self._cache.pop(usage_id(tenant, day), None)
         return await self.tokens(tenant, day)

@@ -23,11 +23,11 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from amem.core.errors import NotFound, PermissionDenied, Unauthenticated
 from amem.core.model import TENANT_PATTERN, utcnow
-from amem.core.store import API_KEYS_COLLECTION, SystemCollection, from_micros, to_micros
+from amem.core.store import API_KEYS_COLLECTION, ManagedKey, SystemCollection
 
 log = logging.getLogger(__name__)
 
@@ -43,45 +43,6 @@ def _digest(key: str) -> str:
     """The hash of a configured key given plain or as `sha256:<hex>`."""
     m = _HASHED.match(key)
     return m.group(1) if m else hash_key(key)
-
-
-@dataclass(frozen=True)
-class ManagedKey:
-    id: str
-    tenant: str
-    name: str
-    hash: str
-    created_at: datetime
-    expires_at: datetime | None = None
-    revoked_at: datetime | None = None
-
-    def valid(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
-
-    def metadata(self) -> dict[str, object]:
-        meta: dict[str, object] = {
-            "tenant": self.tenant,
-            "name": self.name,
-            "hash": self.hash,
-            "created_at": to_micros(self.created_at),
-        }
-        if self.expires_at:
-            meta["expires_at"] = to_micros(self.expires_at)
-        if self.revoked_at:
-            meta["revoked_at"] = to_micros(self.revoked_at)
-        return meta
-
-    @classmethod
-    def of(cls, key_id: str, meta: dict) -> ManagedKey:
-        return cls(
-            id=key_id,
-            tenant=meta["tenant"],
-            name=meta.get("name", ""),
-            hash=meta["hash"],
-            created_at=from_micros(meta["created_at"]),
-            expires_at=from_micros(meta["expires_at"]) if "expires_at" in meta else None,
-            revoked_at=from_micros(meta["revoked_at"]) if "revoked_at" in meta else None,
-        )
 
 
 class KeyStore:

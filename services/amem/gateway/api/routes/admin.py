@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from amem.core.store import ManagedKey
 from amem.gateway.api.deps import Admin
 from amem.gateway.api.responses import ADMIN_ERRORS, KEY_NOT_FOUND
-from amem.gateway.auth import ManagedKey
 from amem.schemas import KeyCreate, KeyIssued, KeyList, KeyPublic, KeyRotate, TenantId
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=ADMIN_ERRORS)

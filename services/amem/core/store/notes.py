@@ -1,162 +1,35 @@
-"""The note store: ChromaDB, reached over its HTTP API, is the system of record.
+"""`NoteStore`: tenant-scoped CRUD and vector search of notes over ChromaDB's HTTP API.
 
 Each tenant's notes live in their own collection (`amem-<tenant>`): a where-filter on a shared
 collection costs ~10x on every query (measured: p50 5.5 ms unfiltered vs 62 ms with a 1%
-filter at 100k vectors), and a forgotten filter would leak notes across tenants.
-
-A note is one Chroma record: the document is the note's content, the embedding is supplied by
-the caller (the embedding service), and every other field is metadata. Chroma keeps string
-arrays as arrays (order and duplicates intact) but refuses empty ones, so an empty list is
-stored as an absent key, and setting a key to None removes it (Chroma merges metadata on
-upsert). Timestamps are integer microseconds since the epoch so that range filters work and
-the value round-trips exactly.
+filter at 100k vectors), and a forgotten filter would leak notes across tenants. How a note
+becomes a record is the codec's (codec.py); how a call is bounded and its errors translated,
+the transport's (transport.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
-import chromadb
-import httpx
 from chromadb.api import AsyncClientAPI
 from chromadb.api.models.AsyncCollection import AsyncCollection
-from chromadb.config import Settings
-from chromadb.errors import ChromaError, NotFoundError
-from prometheus_client import Histogram
-from pydantic import TypeAdapter
 
-from amem.core import tracing
 from amem.core.breaker import Breaker
-from amem.core.errors import InvalidArgument, NotFound, Unavailable
-from amem.core.history import HistoryEntry, Plan
-from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote
+from amem.core.errors import NotFound, Unavailable
+from amem.core.model import Note, NoteFilter, ScoredNote
+from amem.core.store.codec import chunks, conjoin, from_record, notes_of, to_metadata, to_where
+from amem.core.store.system import SystemCollection
+from amem.core.store.transport import CollectionGone, chroma_call, connect
 
 log = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_LIST_FIELDS = ("keywords", "links", "tags", "influenced_by")
-_TIME_FIELDS = ("timestamp", "last_accessed", "created_at", "updated_at")
-# Chroma's $or/$in take lists; keep each filter small enough for a quick plan.
-_ID_CHUNK = 100
-
-_HISTORY = TypeAdapter(list[HistoryEntry])
-
 _M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
-
-CHROMA_SECONDS = Histogram(
-    "amem_chromadb_request_seconds",
-    "ChromaDB call latency, by operation and outcome (ok, timeout, unreachable, http_<code>, "
-    "circuit_open, error).",
-    ["op", "outcome"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-
-
-def to_micros(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // _MICROSECOND
-
-
-_MIN_US = to_micros(datetime.min.replace(tzinfo=UTC))
-_MAX_US = to_micros(datetime.max.replace(tzinfo=UTC))
-
-
-def from_micros(value: int) -> datetime:
-    """The stored instant; clamped to the datetime range, so a note stored out of it by a
-    version that did not check (year 0 once got in) can still be read, changed and erased."""
-    return _EPOCH + min(max(value, _MIN_US), _MAX_US) * _MICROSECOND
-
-
-def to_metadata(note: Note) -> dict[str, Any]:
-    meta: dict[str, Any] = {name: getattr(note, name) or None for name in _LIST_FIELDS}
-    meta.update({name: to_micros(getattr(note, name)) for name in _TIME_FIELDS})
-    meta.update(
-        context=note.context,
-        category=note.category,
-        retrieval_count=note.retrieval_count,
-        evolution_history=_HISTORY.dump_json(note.evolution_history).decode(),
-        user_id=note.user_id,
-        agent_id=note.agent_id,
-        follows=note.follows,
-        metadata=json.dumps(note.metadata, separators=(",", ":")),
-        status=note.status.value,
-        status_reason=note.status_reason,
-        version=note.version,
-        plan=None if note.plan is None else note.plan.model_dump_json(exclude_defaults=True),
-        idempotency=note.idempotency,
-    )
-    return meta
-
-
-def from_record(note_id: str, document: str, meta: dict[str, Any]) -> Note:
-    return Note(
-        id=note_id,
-        content=document,
-        **{name: list(meta.get(name) or []) for name in _LIST_FIELDS},
-        **{name: from_micros(meta[name]) for name in _TIME_FIELDS},
-        context=meta.get("context", ""),
-        category=meta.get("category", ""),
-        retrieval_count=meta.get("retrieval_count", 0),
-        evolution_history=_HISTORY.validate_json(meta.get("evolution_history") or "[]"),
-        user_id=meta.get("user_id"),
-        agent_id=meta.get("agent_id"),
-        follows=meta.get("follows"),
-        metadata=json.loads(meta.get("metadata") or "{}"),
-        status=EvolutionStatus(meta.get("status", EvolutionStatus.PENDING)),
-        status_reason=meta.get("status_reason"),
-        version=meta.get("version", 1),
-        plan=Plan.model_validate_json(meta["plan"]) if meta.get("plan") else None,
-        idempotency=meta.get("idempotency"),
-    )
-
-
-def to_where(flt: NoteFilter | None) -> dict[str, Any] | None:
-    """Chroma's where clause for a filter; None when nothing is filtered."""
-    if flt is None:
-        return None
-    clauses: list[dict[str, Any]] = []
-    for name in ("user_id", "agent_id", "category"):
-        value = getattr(flt, name)
-        if value is not None:
-            clauses.append({name: value})
-    if flt.status is not None:
-        clauses.append({"status": flt.status.value})
-    if flt.tag is not None:
-        clauses.append({"tags": {"$contains": flt.tag}})
-    if flt.since is not None:
-        clauses.append({"timestamp": {"$gte": to_micros(flt.since)}})
-    if flt.until is not None:
-        clauses.append({"timestamp": {"$lt": to_micros(flt.until)}})
-    return _conjoin(clauses, "$and")
-
-
-def _conjoin(clauses: list[dict[str, Any]], op: str) -> dict[str, Any] | None:
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {op: clauses}
-
-
-def _chunks(items: Sequence[str], size: int = _ID_CHUNK) -> Iterable[Sequence[str]]:
-    """`items` in requests of a size ChromaDB takes. Callers bound each chunk's call by the
-    deadline, not all of them together: a read of many ids takes as long as it must."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class _CollectionGone(Unavailable):
-    """A tenant's collection vanished behind this process's back (dropped, or ChromaDB came
-    back empty and a restore recreated it): the cached handle is stale."""
 
 
 def _recollect(method: _M) -> _M:
@@ -167,65 +40,12 @@ def _recollect(method: _M) -> _M:
     async def wrapper(self: NoteStore, tenant: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await method(self, tenant, *args, **kwargs)
-        except _CollectionGone:
+        except CollectionGone:
             log.warning("collection of a tenant vanished; reopening it", extra={"tenant": tenant})
             self._collections.pop(tenant, None)
             return await method(self, tenant, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _translate(exc: Exception, timeout_s: float | None) -> tuple[str, Exception] | None:
-    """The outcome label and the domain error for a failed Chroma call (None: not Chroma's)."""
-    if isinstance(exc, TimeoutError):
-        return "timeout", Unavailable(f"chromadb did not answer within {timeout_s}s")
-    if isinstance(exc, httpx.TransportError | ConnectionError):
-        return "unreachable", Unavailable(f"chromadb is unreachable: {type(exc).__name__}")
-    if isinstance(exc, NotFoundError) and "collection" in exc.message().lower():
-        return "http_404", _CollectionGone(f"chromadb lost a collection: {exc.message()}")
-    if isinstance(exc, ChromaError):
-        if exc.code() >= 500:
-            return f"http_{exc.code()}", Unavailable(f"chromadb failed: {exc.message()}")
-        # Input the API let through and ChromaDB refused: a gap in our validation, logged with
-        # ChromaDB's words, which the caller does not need to read.
-        log.warning("chromadb refused a request: %s", exc.message())
-        return f"http_{exc.code()}", InvalidArgument("the store refused the request")
-    return None
-
-
-@asynccontextmanager
-async def chroma_call(
-    op: str, timeout_s: float | None, breaker: Breaker | None
-) -> AsyncIterator[None]:
-    """Bound a Chroma call in time, trace and time it, and turn the client's failures into
-    domain errors; `breaker` (if any) refuses the call while ChromaDB keeps failing."""
-    started = time.perf_counter()
-    outcome = "ok"
-    try:
-        with (
-            breaker.guard() if breaker else contextlib.nullcontext(),
-            tracing.span(f"chromadb {op}", **{"db.system": "chromadb", "db.operation": op}),
-        ):
-            try:
-                async with asyncio.timeout(timeout_s):
-                    yield
-            except Exception as exc:
-                # Translated inside the breaker, so that what it counts is the domain error.
-                translated = _translate(exc, timeout_s)
-                if translated is None:
-                    raise
-                outcome, error = translated
-                raise error from exc
-    except Unavailable as exc:
-        if exc.__cause__ is None:
-            outcome = "circuit_open"  # refused by the breaker without a call
-        raise
-    except BaseException:
-        if outcome == "ok":
-            outcome = "error"
-        raise
-    finally:
-        CHROMA_SECONDS.labels(op, outcome).observe(time.perf_counter() - started)
 
 
 class NoteStore:
@@ -238,9 +58,7 @@ class NoteStore:
         self._breaker = Breaker(
             "chromadb",
             # A vanished collection is ChromaDB working, not failing.
-            counts=lambda exc: (
-                isinstance(exc, Unavailable) and not isinstance(exc, _CollectionGone)
-            ),
+            counts=lambda exc: isinstance(exc, Unavailable) and not isinstance(exc, CollectionGone),
         )
         self._host = host
         self._port = port
@@ -257,11 +75,7 @@ class NoteStore:
         if self._client is None:
             async with self._lock, self._call("connect"):
                 if self._client is None:
-                    self._client = await chromadb.AsyncHttpClient(
-                        host=self._host,
-                        port=self._port,
-                        settings=Settings(anonymized_telemetry=False),
-                    )
+                    self._client = await connect(self._host, self._port)
         return self._client
 
     async def _collection(self, tenant: str) -> AsyncCollection:
@@ -314,7 +128,7 @@ class NoteStore:
                 async with self._call("get_collection"):
                     current = await client.get_collection(self.collection_name(tenant))
                 return current.id == col.id
-            except _CollectionGone:
+            except CollectionGone:
                 if time.monotonic() > deadline:
                     return False
                 await asyncio.sleep(0.05)
@@ -401,10 +215,10 @@ class NoteStore:
             return []
         col = await self._collection(tenant)
         by_id: dict[str, Note] = {}
-        for chunk in _chunks(list(dict.fromkeys(ids))):
+        for chunk in chunks(list(dict.fromkeys(ids))):
             async with self._call("get"):
                 got = await col.get(ids=list(chunk), include=["documents", "metadatas"])
-                for note in _notes(got):
+                for note in notes_of(got):
                     by_id[note.id] = note
         return [by_id[i] for i in ids if i in by_id]
 
@@ -425,31 +239,8 @@ class NoteStore:
                 offset=offset,
                 include=["documents", "metadatas"],
             )
-        notes = _notes(got)
+        notes = notes_of(got)
         return notes[:limit], len(notes) > limit
-
-    @_recollect
-    async def search(
-        self, tenant: str, embedding: Sequence[float], *, k: int, flt: NoteFilter | None
-    ) -> list[ScoredNote]:
-        """The k notes nearest to `embedding` by cosine similarity, best first."""
-        col = await self._collection(tenant)
-        async with self._call("query"):
-            got = await col.query(
-                query_embeddings=[list(embedding)],
-                n_results=k,
-                where=to_where(flt),
-                include=["documents", "metadatas", "distances"],
-            )
-        ids, docs, metas = got["ids"][0], got["documents"][0], got["metadatas"][0]
-        dists = got["distances"][0]
-        scored = []
-        for i, d, m, dist in zip(ids, docs, metas, dists, strict=True):
-            similarity = 1.0 - float(dist)
-            scored.append(
-                ScoredNote(note=from_record(i, d, m), score=similarity, similarity=similarity)
-            )
-        return scored
 
     @_recollect
     async def nearest(
@@ -466,6 +257,19 @@ class NoteStore:
             )
         return [
             (i, 1.0 - float(d)) for i, d in zip(got["ids"][0], got["distances"][0], strict=True)
+        ]
+
+    async def search(
+        self, tenant: str, embedding: Sequence[float], *, k: int, flt: NoteFilter | None
+    ) -> list[ScoredNote]:
+        """The k notes nearest to `embedding` by cosine similarity, best first (`nearest`, then
+        `get_many`; a note deleted between the two is left out)."""
+        hits = await self.nearest(tenant, embedding, n=k, flt=flt)
+        notes = {n.id: n for n in await self.get_many(tenant, [i for i, _ in hits])}
+        return [
+            ScoredNote(note=notes[i], score=similarity, similarity=similarity)
+            for i, similarity in hits
+            if i in notes
         ]
 
     @_recollect
@@ -526,7 +330,7 @@ class NoteStore:
         (id, error) and skipped: a backup reports such a record and goes on."""
         col = await self._collection(tenant)
         by_id: dict[str, tuple[Note, list[float]]] = {}
-        for chunk in _chunks(list(dict.fromkeys(ids))):
+        for chunk in chunks(list(dict.fromkeys(ids))):
             async with self._call("get"):
                 got = await col.get(
                     ids=list(chunk), include=["documents", "metadatas", "embeddings"]
@@ -547,7 +351,7 @@ class NoteStore:
     @_recollect
     async def delete(self, tenant: str, ids: Sequence[str]) -> None:
         col = await self._collection(tenant)
-        for chunk in _chunks(list(ids)):
+        for chunk in chunks(list(ids)):
             async with self._call("delete"):
                 await col.delete(ids=list(chunk))
 
@@ -564,12 +368,12 @@ class NoteStore:
         """Notes whose `follows` names any of `ids`."""
         col = await self._collection(tenant)
         found: dict[str, Note] = {}
-        for chunk in _chunks(list(ids)):
+        for chunk in chunks(list(ids)):
             async with self._call("get"):
                 got = await col.get(
                     where={"follows": {"$in": list(chunk)}}, include=["documents", "metadatas"]
                 )
-            for note in _notes(got):
+            for note in notes_of(got):
                 found[note.id] = note
         return list(found.values())
 
@@ -577,11 +381,11 @@ class NoteStore:
     async def _naming(self, tenant: str, field: str, ids: Sequence[str]) -> list[Note]:
         col = await self._collection(tenant)
         found: dict[str, Note] = {}
-        for chunk in _chunks(list(ids)):
+        for chunk in chunks(list(ids)):
             async with self._call("get"):
-                where = _conjoin([{field: {"$contains": i}} for i in chunk], "$or")
+                where = conjoin([{field: {"$contains": i}} for i in chunk], "$or")
                 got = await col.get(where=where, include=["documents", "metadatas"])
-                for note in _notes(got):
+                for note in notes_of(got):
                     found[note.id] = note
         return list(found.values())
 
@@ -592,50 +396,3 @@ class NoteStore:
     def system(self, name: str) -> SystemCollection:
         """One of amem's own collections on the same ChromaDB."""
         return SystemCollection(name, self._host, self._port, timeout_s=self._timeout)
-
-
-def _notes(got: Any) -> list[Note]:
-    return [
-        from_record(i, d, m)
-        for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-    ]
-
-
-# amem's own collections (SystemCollection): managed API keys, and LLM tokens per tenant and day.
-API_KEYS_COLLECTION = "amemsys-api-keys"
-USAGE_COLLECTION = "amemsys-usage"
-
-
-class SystemCollection:
-    """A small ChromaDB collection of amem's own records (API keys, usage counters): ids and
-    metadata, a placeholder vector each, nothing searched. Named `amemsys-*`, outside the
-    tenants' `amem-*` namespace. Every record's metadata names its `tenant`."""
-
-    def __init__(self, name: str, host: str, port: int, *, timeout_s: float = 10.0) -> None:
-        self._name = name
-        self._host, self._port, self._timeout = host, port, timeout_s
-        self._client: AsyncClientAPI | None = None
-
-    async def _collection(self) -> AsyncCollection:
-        async with chroma_call("get_or_create_collection", self._timeout, None):
-            if self._client is None:
-                self._client = await chromadb.AsyncHttpClient(
-                    host=self._host, port=self._port, settings=Settings(anonymized_telemetry=False)
-                )
-            return await self._client.get_or_create_collection(self._name, embedding_function=None)
-
-    async def get(self, ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Metadata by id: of `ids` (those that exist), or of every record."""
-        col = await self._collection()
-        async with chroma_call("get", self._timeout, None):
-            got = await col.get(ids=list(ids) if ids is not None else None, include=["metadatas"])
-        return dict(zip(got["ids"], got["metadatas"], strict=True))
-
-    async def put(self, records: dict[str, dict[str, Any]]) -> None:
-        col = await self._collection()
-        async with chroma_call("upsert", self._timeout, None):
-            await col.upsert(
-                ids=list(records),
-                embeddings=[[0.0]] * len(records),
-                metadatas=list(records.values()),
-            )
