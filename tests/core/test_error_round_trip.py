@@ -1,5 +1,6 @@
 """Every domain error crosses a gRPC call as itself: the server's interceptor sends its code (and
-retry-after) as trailing metadata, and `from_rpc_error` rebuilds the same class. Several
+retry-after) as trailing metadata, and the clients' channel (core/grpc_client.py) raises the
+same class. Several
 classes share a status code (RESOURCE_EXHAUSTED: payload too large, quota exceeded, rate
 limited), so the code alone used to turn a quota or a rate limit into "payload too large"."""
 
@@ -10,7 +11,7 @@ import asyncio
 import grpc
 import pytest
 
-from amem.core import errors
+from amem.core import errors, grpc_client
 from amem.core.grpc_server import create_server
 
 # The taxonomy's public classes (a module may subclass one privately, as the store does).
@@ -50,11 +51,14 @@ async def _round_trip(raised: errors.AmemError) -> errors.AmemError:
     )
     await server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        # The clients' own channel: its interceptor raises the domain error.
+        target = f"127.0.0.1:{port}"
+        async with grpc_client.channel(target, peer="test service", service_config={}) as channel:
             call = channel.unary_unary("/test.Raiser/Raise")
-            with pytest.raises(grpc.aio.AioRpcError) as failed:
+            with pytest.raises(errors.AmemError) as failed:
                 await call(b"", timeout=5)
-        return errors.from_rpc_error(failed.value, peer="test service")
+        assert isinstance(failed.value.__cause__, grpc.aio.AioRpcError)
+        return failed.value
     finally:
         await server.stop(None)
 

@@ -4,39 +4,36 @@ when the service keeps failing (a circuit breaker) and turns status codes into d
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from amem.core import tracing
+from amem.core import grpc_client
 from amem.core.breaker import Breaker
-from amem.core.errors import from_rpc_error
+from amem.core.errors import AmemError
 from amem.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 
 _SERVICE = "amem.embedding.v1.EmbeddingService"
 
 # Embedding is idempotent, so a call that found no live server can safely be retried.
-_SERVICE_CONFIG = json.dumps(
-    {
-        # Spread calls over every address the name resolves to (a headless Service in k8s).
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{"service": _SERVICE}],
-                "retryPolicy": {
-                    "maxAttempts": 4,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "1s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
-)
+_SERVICE_CONFIG: dict[str, Any] = {
+    # Spread calls over every address the name resolves to (a headless Service in k8s).
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [
+        {
+            "name": [{"service": _SERVICE}],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -50,14 +47,11 @@ class EmbeddingClient:
     def __init__(self, target: str, *, timeout_s: float = 10.0) -> None:
         self._timeout = timeout_s
         self._breaker = Breaker("embedding")
-        self._channel = grpc.aio.insecure_channel(
+        self._channel = grpc_client.channel(
             target,
-            options=[
-                ("grpc.service_config", _SERVICE_CONFIG),
-                ("grpc.enable_retries", 1),
-                ("grpc.keepalive_time_ms", 30_000),
-            ],
-            interceptors=tracing.client_interceptors(),
+            peer="embedding service",
+            service_config=_SERVICE_CONFIG,
+            options=[("grpc.keepalive_time_ms", 30_000)],
         )
         self._stub = embedding_pb2_grpc.EmbeddingServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -66,13 +60,10 @@ class EmbeddingClient:
         """Vectors for `texts`; `background` for work nobody waits on (served after the rest)."""
         priority = embedding_pb2.PRIORITY_BACKGROUND if background else 0
         with self._breaker.guard():
-            try:
-                reply = await self._stub.Embed(
-                    embedding_pb2.EmbedRequest(texts=list(texts), priority=priority),
-                    timeout=self._timeout,
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc, peer="embedding service") from exc
+            reply = await self._stub.Embed(
+                embedding_pb2.EmbedRequest(texts=list(texts), priority=priority),
+                timeout=self._timeout,
+            )
         return EmbedResult(
             vectors=[list(e.values) for e in reply.embeddings],
             truncated=[e.truncated for e in reply.embeddings],
@@ -80,19 +71,16 @@ class EmbeddingClient:
         )
 
     async def model_info(self) -> embedding_pb2.ModelInfo:
-        try:
-            return await self._stub.GetModelInfo(
-                embedding_pb2.GetModelInfoRequest(), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc, peer="embedding service") from exc
+        return await self._stub.GetModelInfo(
+            embedding_pb2.GetModelInfoRequest(), timeout=self._timeout
+        )
 
     async def is_serving(self, timeout_s: float = 1.0) -> bool:
         try:
             reply = await self._health.Check(
                 health_pb2.HealthCheckRequest(service=_SERVICE), timeout=timeout_s
             )
-        except grpc.aio.AioRpcError:
+        except AmemError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 

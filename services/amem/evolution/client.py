@@ -4,39 +4,34 @@ tenant's writer."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
 import orjson
 
-from amem.core import tracing
+from amem.core import grpc_client
 from amem.core.breaker import Breaker
 from amem.core.erasure import ErasureReceipt
-from amem.core.errors import from_rpc_error
 from amem.core.model import Note, NoteFilter
 from amem.core.writer import Edited, Erased
 from amem.evolution.v1 import evolution_pb2, evolution_pb2_grpc
 
 _SERVICE = "amem.evolution.v1.EvolutionService"
-_SERVICE_CONFIG = json.dumps(
-    {
-        "methodConfig": [
-            {
-                # Notify only queues work that the owner's scan would find anyway: safe to retry.
-                "name": [{"service": _SERVICE, "method": "Notify"}],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "0.5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    }
-)
+_SERVICE_CONFIG: dict[str, Any] = {
+    "methodConfig": [
+        {
+            # Notify only queues work that the owner's scan would find anyway: safe to retry.
+            "name": [{"service": _SERVICE, "method": "Notify"}],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
 
 
 # Metadata of a call one replica forwards to the tenant's owner (served there, never again
@@ -61,36 +56,28 @@ class EvolutionClient:
         self._timeout = timeout_s
         self._edit_timeout = edit_timeout_s
         self._breaker = Breaker("evolution")
-        self._channel = grpc.aio.insecure_channel(
-            target,
-            options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)],
-            interceptors=tracing.client_interceptors(),
+        self._channel = grpc_client.channel(
+            target, peer="evolution service", service_config=_SERVICE_CONFIG
         )
         self._stub = evolution_pb2_grpc.EvolutionServiceStub(self._channel)
 
     async def notify(self, tenant: str, note_ids: Sequence[str]) -> int:
         # Behind a breaker: a hung evolution service must not add its deadline to every write.
         with self._breaker.guard():
-            try:
-                reply = await self._stub.Notify(
-                    evolution_pb2.NotifyRequest(tenant=tenant, note_ids=list(note_ids)),
-                    timeout=self._timeout,
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc, peer="evolution service") from exc
+            reply = await self._stub.Notify(
+                evolution_pb2.NotifyRequest(tenant=tenant, note_ids=list(note_ids)),
+                timeout=self._timeout,
+            )
         return reply.owner
 
     async def revert(
         self, tenant: str, note_id: str, entry_id: str, *, timeout_s: float, forwarded: bool = False
     ) -> str:
-        try:
-            reply = await self._stub.Revert(
-                evolution_pb2.RevertRequest(tenant=tenant, note_id=note_id, entry_id=entry_id),
-                timeout=timeout_s,
-                metadata=(FORWARDED,) if forwarded else None,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc, peer="evolution service") from exc
+        reply = await self._stub.Revert(
+            evolution_pb2.RevertRequest(tenant=tenant, note_id=note_id, entry_id=entry_id),
+            timeout=timeout_s,
+            metadata=(FORWARDED,) if forwarded else None,
+        )
         return reply.revert_entry_id
 
     async def update(
@@ -142,25 +129,19 @@ class EvolutionClient:
         self, tenant: str, *, timeout_s: float, forwarded: bool = False
     ) -> evolution_pb2.ReindexResponse:
         """Rebuild the tenant's collection on its owner (core/repair.py)."""
-        try:
-            return await self._stub.Reindex(
-                evolution_pb2.ReindexRequest(tenant=tenant),
-                timeout=timeout_s,
-                metadata=(FORWARDED,) if forwarded else None,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc, peer="evolution service") from exc
+        return await self._stub.Reindex(
+            evolution_pb2.ReindexRequest(tenant=tenant),
+            timeout=timeout_s,
+            metadata=(FORWARDED,) if forwarded else None,
+        )
 
     async def _edit(self, method: Any, request: Any, forwarded: float | None) -> Any:
         with self._breaker.guard():
-            try:
-                return await method(
-                    request,
-                    timeout=self._edit_timeout if forwarded is None else forwarded,
-                    metadata=None if forwarded is None else (FORWARDED,),
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc, peer="evolution service") from exc
+            return await method(
+                request,
+                timeout=self._edit_timeout if forwarded is None else forwarded,
+                metadata=None if forwarded is None else (FORWARDED,),
+            )
 
     async def close(self) -> None:
         await self._channel.close()
