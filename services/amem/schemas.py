@@ -7,7 +7,6 @@ pydantic is needed to import this module."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import (
@@ -30,10 +29,11 @@ from amem.core.model import (
     MetadataValue,
     Note,
     ScoredNote,
+    SearchMode,
 )
 
 # The domain's own models, served as they are.
-__all__ = ["ErasureReceipt", "HistoryEntry", "ScrubbedMemory"]
+__all__ = ["ErasureReceipt", "HistoryEntry", "ScrubbedMemory", "SearchMode"]
 
 MAX_CONTENT_CHARS = 16_000
 
@@ -181,12 +181,6 @@ class MemoryPage(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )
-
-
-class SearchMode(StrEnum):
-    HYBRID = "hybrid"
-    DENSE = "dense"
-    LEXICAL = "lexical"
 
 
 class SearchFilters(_Strict):

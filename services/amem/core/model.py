@@ -119,6 +119,39 @@ class Note(BaseModel):
         return "\n".join(parts)
 
 
+class NoteDraft(BaseModel):
+    """A new note as its caller gives it (the API's limits are checked before): the fields a
+    caller may set, and an id of its choosing, if any."""
+
+    content: str
+    id: str | None = None
+    keywords: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    context: str = ""
+    category: str = ""
+    timestamp: Instant | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    links: list[str] = Field(default_factory=list)
+    follows: str | None = None
+
+    def note(self, note_id: str | None = None) -> Note:
+        """The new note: with `note_id`, else the chosen id, else a new one."""
+        fields = self.model_dump(exclude_none=True)
+        if note_id is not None:
+            fields["id"] = note_id
+        return Note(**fields)
+
+
+class SearchMode(StrEnum):
+    """The rankings a search uses: both fused (hybrid), meaning alone, or words alone."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    LEXICAL = "lexical"
+
+
 class NoteFilter(BaseModel):
     """A conjunction of conditions on a tenant's notes; unset fields do not filter."""
 

@@ -21,6 +21,7 @@ replica that owns the tenant, so it survives restarts and `GET /v1/usage` can sh
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +67,17 @@ class Quotas(BaseModel):
         return Quota(
             **{**self.default.model_dump(), **own.model_dump(exclude_unset=True)},
         )
+
+
+@dataclass(frozen=True)
+class TenantUsage:
+    """What a tenant holds and has spent on a UTC day, against its quotas (None: no limit)."""
+
+    notes: int
+    notes_quota: int | None
+    day: date
+    llm_tokens: int
+    llm_tokens_per_day: int | None
 
 
 def today() -> date:

@@ -146,7 +146,7 @@ class NoteWriter:
             note = await self._store.get(tenant, note_id)
             check_if_match(note, if_match)
             if changes.get("links"):
-                await self.check_exist(
+                await self._store.check_exist(
                     tenant, set(changes["links"]), "links name memories that do not exist"
                 )
             try:
@@ -242,14 +242,6 @@ class NoteWriter:
             ),
             touched=[n.id for n, _ in scrubbed],
         )
-
-    async def check_exist(self, tenant: str, ids: set[str], what: str) -> None:
-        if not ids:
-            return
-        existing = {n.id for n in await self._store.get_many(tenant, list(ids))}
-        missing = sorted(ids - existing)
-        if missing:
-            raise InvalidArgument(f"{what}: {', '.join(missing)}")
 
     async def _scrubbed(
         self, tenant: str, ids: Sequence[str], *, kind: Literal["erasure", "edit"]

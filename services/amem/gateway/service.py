@@ -1,4 +1,6 @@
-"""What the REST API does, independent of HTTP: validation across notes, embedding, storage."""
+"""What the REST API does, independent of HTTP: validation across notes, embedding, storage.
+It takes and returns domain types (core/model.py); the routes convert from and to the wire
+schemas (amem/schemas.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import hashlib
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from amem.core.erasure import ErasureReceipt
 from amem.core.errors import Conflict, InvalidArgument, QuotaExceeded, Unavailable
-from amem.core.model import EvolutionStatus, Note, NoteFilter, ScoredNote
-from amem.core.quotas import Quotas, UsageStore, today
+from amem.core.model import EvolutionStatus, Note, NoteDraft, NoteFilter, ScoredNote, SearchMode
+from amem.core.quotas import Quotas, TenantUsage, UsageStore, today
 from amem.core.store import NoteStore
 from amem.core.writer import Editor, Erased
 from amem.embedding.client import EmbeddingClient
@@ -20,7 +23,6 @@ from amem.gateway.access import AccessRecorder
 from amem.gateway.commit import GroupCommit, WriteEmbedder
 from amem.gateway.evolution import EvolutionHook
 from amem.gateway.lexical import LexicalIndex
-from amem.schemas import MemoryCreate, MemoryUpdate, SearchMode
 
 _IDEMPOTENT_IDS = uuid.UUID("3f1c2b7e-9a44-4f4e-8f7c-5d2a6b1e0c93")
 
@@ -78,7 +80,7 @@ class MemoryService:
     async def create(
         self,
         tenant: str,
-        items: Sequence[MemoryCreate],
+        items: Sequence[NoteDraft],
         *,
         conversation: bool = False,
         idempotency: tuple[str, str] | None = None,
@@ -111,20 +113,15 @@ class MemoryService:
                     "for a new request"
                 )
         await self._check_notes_quota(tenant, len(items))
-        notes: list[Note] = []
-        for i, item in enumerate(items):
-            fields = item.model_dump(exclude_none=True)
-            if ids is not None:
-                fields["id"] = ids[i]
-            notes.append(Note(**fields))
+        notes = [item.note(ids[i] if ids else None) for i, item in enumerate(items)]
         await self._check_new_ids(tenant, [item.id for item in items if item.id])
         named = {n.follows for n in notes if n.follows}
         if conversation:
             for before, note in zip(notes, notes[1:], strict=False):
                 note.follows = note.follows or before.id
         links = {link for n in notes for link in n.links}
-        await self._check_exist(tenant, links, "links name memories that do not exist")
-        await self._check_exist(tenant, named, "follows names a memory that does not exist")
+        await self._store.check_exist(tenant, links, "links name memories that do not exist")
+        await self._store.check_exist(tenant, named, "follows names a memory that does not exist")
         embedded = await self._write_embedder.embed([n.embedding_text() for n in notes])
         if idempotency is not None:
             for note, (_, truncated) in zip(notes, embedded, strict=True):
@@ -148,18 +145,18 @@ class MemoryService:
                 f"{adding} more would exceed it"
             )
 
-    async def usage(self, tenant: str) -> dict:
+    async def usage(self, tenant: str) -> TenantUsage:
         """What the tenant holds and spends today, against its quotas."""
         quota = self._quotas.for_tenant(tenant)
         day = today()
         tokens = await self._usage.fresh_tokens(tenant, day) if self._usage else 0
-        return {
-            "notes": await self._store.count(tenant),
-            "notes_quota": quota.notes,
-            "day": day,
-            "llm_tokens": tokens,
-            "llm_tokens_per_day": quota.llm_tokens_per_day,
-        }
+        return TenantUsage(
+            notes=await self._store.count(tenant),
+            notes_quota=quota.notes,
+            day=day,
+            llm_tokens=tokens,
+            llm_tokens_per_day=quota.llm_tokens_per_day,
+        )
 
     async def _index(self, tenant: str, notes: Sequence[Note]) -> None:
         if self._lexical is not None:
@@ -207,13 +204,12 @@ class MemoryService:
         self,
         tenant: str,
         note_id: str,
-        change: MemoryUpdate,
+        changes: dict[str, Any],
         *,
         if_match: frozenset[int] | None = None,
     ) -> tuple[Note, bool]:
-        """Change a note through the tenant's writer; returns it and whether its embedding
-        truncated."""
-        changes = change.model_dump(mode="json", exclude_unset=True)
+        """Change a note through the tenant's writer (`changes`: the fields to set, as JSON
+        values); returns it and whether its embedding truncated."""
         edited = await self._editor.update(tenant, note_id, changes, if_match=if_match)
         await self._index(
             tenant, [edited.note, *await self._store.get_many(tenant, edited.touched)]
@@ -251,7 +247,8 @@ class MemoryService:
     ) -> tuple[list[ScoredNote], SearchMode, bool]:
         """The best k notes for the query, the rankings that were actually used, and whether
         the linked notes (with `include_links`: those that meet the filter too) were cut at
-        `max_linked`."""
+        `max_linked`. Each note found counts a retrieval (written behind, see
+        `amem.gateway.access`)."""
         if mode is SearchMode.DENSE or self._lexical is None:
             embedded = await self._embedder.embed([query])
             hits = await self._store.search(tenant, embedded.vectors[0], k=k, flt=flt)
@@ -270,6 +267,8 @@ class MemoryService:
             truncated = len(linked) > max_linked
             for note in linked[:max_linked]:
                 hits.append(ScoredNote(note=note, score=None, linked_from=wanted[note.id]))
+        if self._access is not None:
+            self._access.record(tenant, [h.note.id for h in hits])
         return hits, used, truncated
 
     async def _dense(self, tenant: str, query: str, n: int, flt: NoteFilter):
@@ -299,11 +298,6 @@ class MemoryService:
             ScoredNote(note=note, score=fused[note.id], similarity=similarity.get(note.id))
             for note in await self._store.get_many(tenant, best)
         ], used
-
-    def record_access(self, tenant: str, notes: Sequence[Note]) -> None:
-        """Count a retrieval of each note (written behind, see `amem.gateway.access`)."""
-        if self._access is not None:
-            self._access.record(tenant, [n.id for n in notes])
 
     async def neighbourhood(
         self, tenant: str, note_id: str, depth: int, *, limit: int
@@ -340,11 +334,3 @@ class MemoryService:
         taken = [n.id for n in await self._store.get_many(tenant, ids)] if ids else []
         if taken:
             raise Conflict(f"a memory with this id exists already: {', '.join(taken)}")
-
-    async def _check_exist(self, tenant: str, ids: set[str], what: str) -> None:
-        if not ids:
-            return
-        existing = {n.id for n in await self._store.get_many(tenant, list(ids))}
-        missing = sorted(ids - existing)
-        if missing:
-            raise InvalidArgument(f"{what}: {', '.join(missing)}")

@@ -21,7 +21,7 @@ from chromadb.api import AsyncClientAPI
 from chromadb.api.models.AsyncCollection import AsyncCollection
 
 from amem.core.breaker import Breaker
-from amem.core.errors import NotFound, Unavailable
+from amem.core.errors import InvalidArgument, NotFound, Unavailable
 from amem.core.model import Note, NoteFilter, ScoredNote
 from amem.core.store.codec import chunks, conjoin, from_record, notes_of, to_metadata, to_where
 from amem.core.store.system import SystemCollection
@@ -221,6 +221,16 @@ class NoteStore:
                 for note in notes_of(got):
                     by_id[note.id] = note
         return [by_id[i] for i in ids if i in by_id]
+
+    async def check_exist(self, tenant: str, ids: set[str], what: str) -> None:
+        """InvalidArgument naming those of `ids` that are not the tenant's notes (`what`: the
+        message's start)."""
+        if not ids:
+            return
+        existing = {n.id for n in await self.get_many(tenant, list(ids))}
+        missing = sorted(ids - existing)
+        if missing:
+            raise InvalidArgument(f"{what}: {', '.join(missing)}")
 
     @_recollect
     async def list(

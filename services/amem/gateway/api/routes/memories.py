@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import BaseModel
 
 from amem.core.errors import InvalidArgument, PayloadTooLarge
-from amem.core.model import EvolutionStatus, Instant, NoteFilter
+from amem.core.model import EvolutionStatus, Instant, NoteDraft, NoteFilter
 from amem.gateway.api.deps import Service, Settings, Tenant
 from amem.gateway.api.responses import (
     ETAG_HEADER,
@@ -150,7 +150,7 @@ async def create_memory(
     """Store a memory. It is durable when this returns; the LLM work (construction, linking,
     evolution) follows asynchronously while its status is `pending`."""
     keyed = _idempotency(idempotency_key, "/v1/memories", body)
-    [(note, truncated)], replayed = await service.create(tenant, [body], idempotency=keyed)
+    [(note, truncated)], replayed = await service.create(tenant, [_draft(body)], idempotency=keyed)
     _replayed(response, replayed)
     if wait:
         [note] = await service.wait_settled(tenant, [note], min(wait_timeout, settings.max_wait_s))
@@ -185,7 +185,10 @@ async def create_memories(
         )
     keyed = _idempotency(idempotency_key, "/v1/memories/batch", body)
     written, replayed = await service.create(
-        tenant, body.memories, conversation=body.conversation, idempotency=keyed
+        tenant,
+        [_draft(m) for m in body.memories],
+        conversation=body.conversation,
+        idempotency=keyed,
     )
     _replayed(response, replayed)
     notes = [n for n, _ in written]
@@ -194,6 +197,10 @@ async def create_memories(
     return MemoryBatchWritten(
         memories=[_written(n, t) for n, (_, t) in zip(notes, written, strict=True)]
     )
+
+
+def _draft(body: MemoryCreate) -> NoteDraft:
+    return NoteDraft.model_validate(body.model_dump(exclude_none=True))
 
 
 def _cursor_key(flt: NoteFilter) -> str:
@@ -293,7 +300,6 @@ async def search_memories(
         mode=body.mode,
         max_linked=settings.max_link_memories,
     )
-    service.record_access(tenant, [h.note for h in hits])
     return SearchResponse(
         results=[SearchHit.of(h) for h in hits], mode=used, links_truncated=links_truncated
     )
@@ -330,7 +336,8 @@ async def update_memory(
     it wrote, links it added, and what it wrote into neighbours) and queues the memory for
     evolution again; fields given in the same change are kept. With If-Match, only if the
     memory is still at that version (else 412)."""
-    note, truncated = await service.update(tenant, memory_id, body, if_match=_if_match(if_match))
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    note, truncated = await service.update(tenant, memory_id, changes, if_match=_if_match(if_match))
     _tagged(response, note)
     return _written(note, truncated)
 

@@ -13,4 +13,4 @@ router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=TENANT_ERRORS)
 
 @router.get("", operation_id="get_usage")
 async def get_usage(tenant: Tenant, service: Service) -> Usage:
-    return Usage(**await service.usage(tenant))
+    return Usage.model_validate(await service.usage(tenant), from_attributes=True)
