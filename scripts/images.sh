@@ -25,7 +25,15 @@ server=""
 if ls "$wheels"/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
   # The build containers reach the host at the bridge's address.
   host=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1)
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
+  # A fixed port when it is free: the URL is a build argument, and a new one each run would
+  # invalidate the embedding image's cached layers (a 2-minute rebuild for nothing).
+  port=$(python3 -c 'import socket
+s = socket.socket()
+try:
+    s.bind(("", 47113))
+except OSError:
+    s.bind(("", 0))
+print(s.getsockname()[1])')
   python3 -m http.server --bind "${host:-172.17.0.1}" --directory "$wheels" "$port" \
     >/dev/null 2>&1 &
   server=$!
@@ -35,12 +43,16 @@ fi
 for service in gateway evolution embedding; do
   echo "images: building amem-$service:$tag from $base" >&2
   started=$(date +%s)
-  # shellcheck disable=SC2086 (torch_args is empty or one --build-arg)
+  # The gateway and evolution share services/amem/Dockerfile (SERVICE picks which).
+  if [ "$service" = embedding ]; then
+    recipe="-f services/amem/embedding/Dockerfile $torch_args"
+  else
+    recipe="-f services/amem/Dockerfile --build-arg SERVICE=$service"
+  fi
   # The classic builder: no buildx plugin needed, and these Dockerfiles use no BuildKit feature.
-  DOCKER_BUILDKIT=0 docker build --quiet \
-    -f "services/amem/$service/Dockerfile" \
+  # shellcheck disable=SC2086 (recipe is words, none with spaces)
+  DOCKER_BUILDKIT=0 docker build --quiet $recipe \
     --build-arg PYTHON_IMAGE="$base" \
-    $( [ "$service" = embedding ] && echo "$torch_args" ) \
     -t "amem-$service:$tag" . >/dev/null
   size=$(docker image inspect -f '{{.Size}}' "amem-$service:$tag")
   echo "images: amem-$service:$tag $((size / 1000000)) MB in $(( $(date +%s) - started )) s" >&2
