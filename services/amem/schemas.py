@@ -21,10 +21,10 @@ from pydantic import (
 )
 
 from amem.core.erasure import ErasureReceipt, ScrubbedMemory
-from amem.core.history import HistoryEntry
 from amem.core.model import (
     TENANT_PATTERN,
     EvolutionStatus,
+    HistoryEntry,
     Instant,
     MetadataValue,
     Note,

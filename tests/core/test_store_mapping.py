@@ -5,8 +5,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
-from amem.core.history import HistoryEntry, NeighbourUpdate, Plan, PlanBase, TokenUsage
-from amem.core.model import EvolutionStatus, Note, NoteFilter
+from amem.core.model import (
+    EvolutionStatus,
+    HistoryEntry,
+    NeighbourUpdate,
+    Note,
+    NoteFilter,
+    Plan,
+    PlanBase,
+    TokenUsage,
+)
 from amem.core.store import from_micros, from_record, to_metadata, to_micros, to_where
 
 

@@ -10,8 +10,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from amem.core.history import Plan
-from amem.core.model import Note
+from amem.core.model import Note, Plan
 from amem.core.store import NoteStore
 from amem.core.writer import NoteWriter
 from amem.devstack import free_port

@@ -1,140 +1,21 @@
-"""A note's `evolution_history` and its evolution `plan`: their types, and the rules that read
-and rewrite them (revert, the scrub that erasure and content edits run, re-derivation).
+"""The rules that read and rewrite a note's `evolution_history` (revert, the scrub that erasure
+and content edits run, re-derivation). The types, `HistoryEntry` and the evolution `Plan`, are
+part of the domain model (core/model.py).
 
-A `HistoryEntry` records one change the machine made to a note (or undid), with its
-provenance: `trigger` (the memory whose arrival or erasure caused it, if any), `before` and
-`after` (the fields it changed, with their values) and `at`; evolution's entries also name the
-`plan`, `model` and `prompt_version`.
-
-Kinds: `evolve` (the note's own construction, links and tags), `update_neighbor` (another
-note's evolution rewrote this one), `revert` (an entry undone on request, `reverts` names it),
-`erasure` (what an erased note wrote here, undone) and `edit` (the content was changed, so
-what the machine had derived from the old content was cleared). An entry whose values were
-erased keeps its id, kind, trigger and time, with `before` and `after` empty and `erased: true`.
-
-Entries are stored and served without the fields that do not apply to their kind (no nulls
-beyond `trigger`), as they always were; unknown keys from another version are kept.
+Kinds and fields are documented on `HistoryEntry`. Entries are appended (`append`), never
+edited, except that an erasure or a content edit erases an entry's values (`erased`).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
 
 from amem.core.erasure import ScrubbedMemory
 from amem.core.errors import Conflict, NotFound
-
-if TYPE_CHECKING:
-    from amem.core.model import Note
+from amem.core.model import HistoryEntry, Note
 
 MAX_HISTORY = 200  # entries kept per note; the oldest are dropped beyond this
-
-HistoryKind = Literal["evolve", "update_neighbor", "revert", "erasure", "edit"]
-# Entries whose `after` values the machine wrote (the others restore earlier values).
-DERIVING: tuple[HistoryKind, ...] = ("evolve", "update_neighbor")
-
-
-def _absent(value: Any) -> bool:
-    return value is None
-
-
-class TokenUsage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class HistoryEntry(BaseModel):
-    """One change the machine made to a note, or undid (the module's doc)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
-    kind: HistoryKind
-    trigger: str | None = Field(
-        default=None, description="The memory whose evolution, erasure or edit caused it."
-    )
-    before: dict[str, Any] = Field(default_factory=dict)
-    after: dict[str, Any] = Field(default_factory=dict)
-    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    erased: bool = Field(
-        default=False,
-        exclude_if=lambda v: not v,
-        description="Its values were erased (by an erasure, or a content edit).",
-    )
-    # Evolution's entries (evolve, update_neighbor): what decided it.
-    plan: str | None = Field(default=None, exclude_if=_absent)
-    model: str | None = Field(default=None, exclude_if=_absent)
-    prompt_version: str | None = Field(default=None, exclude_if=_absent)
-    tokens: TokenUsage | None = Field(
-        default=None, exclude_if=_absent, description="LLM tokens the decision took."
-    )
-    # A revert's: the entry it undid.
-    reverts: str | None = Field(default=None, exclude_if=_absent)
-    # An erasure's or an edit's: the entries it undid, and the memories it was for.
-    undone: list[str] | None = Field(default=None, exclude_if=_absent)
-    erased_memories: list[str] | None = Field(default=None, exclude_if=_absent)
-    edited_memories: list[str] | None = Field(default=None, exclude_if=_absent)
-
-    def writes(self, name: str) -> bool:
-        """Whether this entry's own values set field `name` (the machine derived it)."""
-        return self.kind in DERIVING and name in self.after
-
-
-class NeighbourUpdate(BaseModel):
-    id: str
-    context: str = ""
-    tags: list[str] = Field(default_factory=list)
-
-
-class PlanBase(BaseModel):
-    """What a plan was decided from: a caller's later change to these wins over the plan."""
-
-    version: int
-    user_id: str | None = None
-    keywords: list[str] = Field(default_factory=list)
-    context: str = ""
-    tags: list[str] = Field(default_factory=list)
-    links: list[str] = Field(default_factory=list)
-
-
-class Plan(BaseModel):
-    """The evolution journal: the changes decided for a pending note, written before any of
-    them is applied (evolution/engine.py)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
-    trigger: str
-    model: str
-    prompt_version: str
-    usage: TokenUsage = Field(default_factory=TokenUsage)
-    construction: dict[str, Any] = Field(default_factory=dict)
-    links: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    neighbour_updates: list[NeighbourUpdate] = Field(default_factory=list)
-    neighbours_shown: list[str] = Field(default_factory=list)
-    # None in a plan journalled before versions were recorded.
-    base: PlanBase | None = None
-    shown_versions: dict[str, int] = Field(default_factory=dict)
-
-    def entry(
-        self, kind: HistoryKind, before: dict[str, Any], after: dict[str, Any], **extra: Any
-    ) -> HistoryEntry:
-        """The history entry of one change this plan makes."""
-        return HistoryEntry(
-            kind=kind,
-            before=before,
-            after=after,
-            trigger=self.trigger,
-            plan=self.id,
-            model=self.model,
-            prompt_version=self.prompt_version,
-            **extra,
-        )
 
 
 def append(note: Note, new: HistoryEntry) -> None:

@@ -117,3 +117,37 @@ class UsageStore:
         """The day's total as stored (for readers other than the owner, e.g. the gateway)."""
         self._cache.pop(usage_id(tenant, day), None)
         return await self.tokens(tenant, day)
+
+
+class DailyBudget:
+    """Each tenant's daily LLM token budget, as the evolution owner enforces it: over it, the
+    tenant's notes stay pending until the next UTC day."""
+
+    def __init__(self, quotas: Quotas, usage: UsageStore) -> None:
+        self._quotas = quotas
+        self._usage = usage
+        self._spent: dict[str, date] = {}  # tenants whose budget for that day is spent
+
+    async def refusal(self, tenant: str) -> str | None:
+        """Why `tenant` may not spend LLM tokens today, or None."""
+        budget = self._quotas.for_tenant(tenant).llm_tokens_per_day
+        if budget is None:
+            return None
+        day = today()
+        spent = await self._usage.tokens(tenant, day)
+        if spent < budget:
+            self._spent.pop(tenant, None)
+            return None
+        self._spent[tenant] = day
+        return (
+            f"deferred: the LLM budget of {budget} tokens for {day.isoformat()} is spent; "
+            f"evolution resumes after {next_day_start(day).isoformat()}"
+        )
+
+    def spent_today(self, tenant: str) -> bool:
+        """Whether `refusal` found the tenant's budget spent today (no need to ask again)."""
+        return self._spent.get(tenant) == today()
+
+    async def spend(self, tenant: str, tokens: int) -> None:
+        if tokens:
+            await self._usage.add(tenant, today(), tokens)

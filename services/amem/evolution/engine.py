@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import date
 from enum import Enum
 from typing import Any
 
@@ -40,9 +39,17 @@ from prometheus_client import Counter
 
 from amem.core import history
 from amem.core.errors import NotFound
-from amem.core.history import NeighbourUpdate, Plan, PlanBase, TokenUsage
-from amem.core.model import EvolutionStatus, Note, NoteFilter, utcnow
-from amem.core.quotas import Quotas, UsageStore, next_day_start, today
+from amem.core.model import (
+    EvolutionStatus,
+    NeighbourUpdate,
+    Note,
+    NoteFilter,
+    Plan,
+    PlanBase,
+    TokenUsage,
+    utcnow,
+)
+from amem.core.quotas import DailyBudget, Quotas, UsageStore
 from amem.core.store import NoteStore
 from amem.core.writer import NoteWriter
 from amem.embedding.client import EmbeddingClient
@@ -95,9 +102,9 @@ class Engine:
         self._brain = brain
         self._writer = writer
         self._k = neighbours
-        self._quotas = quotas
-        self._usage = usage
-        self._paused: dict[str, date] = {}  # tenants whose budget for that day is spent
+        self._budget = (
+            DailyBudget(quotas, usage) if quotas is not None and usage is not None else None
+        )
         # Vectors of embedding texts computed while deciding, for the write that follows.
         self._vectors: dict[str, list[float]] = {}
 
@@ -110,7 +117,7 @@ class Engine:
         else:
             if note.status is not EvolutionStatus.PENDING:
                 outcome = "skipped"
-            elif reason := await self._over_budget(tenant):
+            elif self._budget and (reason := await self._budget.refusal(tenant)):
                 if note.status_reason != reason:
                     deferred = note.model_copy(update={"status_reason": reason})
                     await self._commit(tenant, note, deferred, {"status_reason"})
@@ -119,24 +126,6 @@ class Engine:
                 outcome = await self._evolve(tenant, note)
         OUTCOMES.labels(outcome).inc()
         return outcome
-
-    async def _over_budget(self, tenant: str) -> str | None:
-        """Why `tenant` may not spend LLM tokens today, or None."""
-        if self._quotas is None or self._usage is None:
-            return None
-        budget = self._quotas.for_tenant(tenant).llm_tokens_per_day
-        if budget is None:
-            return None
-        day = today()
-        spent = await self._usage.tokens(tenant, day)
-        if spent < budget:
-            self._paused.pop(tenant, None)
-            return None
-        self._paused[tenant] = day
-        return (
-            f"deferred: the LLM budget of {budget} tokens for {day.isoformat()} is spent; "
-            f"evolution resumes after {next_day_start(day).isoformat()}"
-        )
 
     async def _evolve(self, tenant: str, note: Note) -> str:
         journaled = note.plan is not None  # the stored note holds this plan
@@ -222,8 +211,8 @@ class Engine:
                     updates.append(
                         NeighbourUpdate(id=update.id, context=update.context, tags=update.tags)
                     )
-        if self._usage is not None and usage.prompt_tokens + usage.completion_tokens:
-            await self._usage.add(tenant, today(), usage.prompt_tokens + usage.completion_tokens)
+        if self._budget is not None:
+            await self._budget.spend(tenant, usage.prompt_tokens + usage.completion_tokens)
         return Plan(
             trigger=note.id,
             model=self._brain.model,
@@ -401,7 +390,7 @@ class Engine:
         return updated
 
     async def pending(self, tenant: str, limit: int) -> list[str]:
-        if self._paused.get(tenant) == today():
+        if self._budget is not None and self._budget.spent_today(tenant):
             return []  # its budget is spent: no point in reading its pending notes again today
         return await self._store.ids_where(
             tenant, NoteFilter(status=EvolutionStatus.PENDING), limit=limit

@@ -18,8 +18,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from amem.core.history import HistoryEntry, Plan
-from amem.core.model import EvolutionStatus, Note, NoteFilter
+from amem.core.model import EvolutionStatus, HistoryEntry, Note, NoteFilter, Plan
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)

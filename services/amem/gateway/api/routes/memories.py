@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
 from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Header, Query, Response, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Response, status
 
 from amem.core.errors import InvalidArgument, PayloadTooLarge
 from amem.core.model import EvolutionStatus, Instant, NoteDraft, NoteFilter
 from amem.gateway.api.deps import Service, Settings, Tenant
+from amem.gateway.api.http import (
+    REPLAYED,
+    IdempotencyKey,
+    IfMatch,
+    allowed_versions,
+    decode_cursor,
+    encode_cursor,
+    idempotency_of,
+    mark_replayed,
+    set_etag,
+)
 from amem.gateway.api.responses import (
     ETAG_HEADER,
     MEMORY_NOT_FOUND,
@@ -39,37 +45,6 @@ from amem.schemas import (
     SearchResponse,
 )
 
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description='Change only if the memory is at one of these versions (its ETag, e.g. "3"; '
-        "a list, or *). Weak tags (W/...) never match.",
-    ),
-]
-
-
-def _if_match(value: str | None) -> frozenset[int] | None:
-    """The versions an If-Match header allows; None when it sets no condition (absent, or *:
-    the memory must exist, which it must anyway)."""
-    if value is None or value.strip() == "*":
-        return None
-    versions: set[int] = set()
-    for tag in value.split(","):
-        tag = tag.strip()
-        if tag.startswith("W/"):
-            continue  # RFC 9110: If-Match compares strongly, so a weak tag never matches
-        if not (len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit()):
-            raise InvalidArgument(f'If-Match: {tag!r} is not an entity tag such as "3"')
-        if int(tag[1:-1]) < 2**63:  # a version no note reaches matches nothing
-            versions.add(int(tag[1:-1]))
-    return frozenset(versions)
-
-
-def _tagged(response: Response, note) -> None:
-    response.headers["ETag"] = f'"{note.version}"'
-
-
 router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=TENANT_ERRORS)
 
 
@@ -92,42 +67,6 @@ WaitTimeout = Annotated[
 ]
 
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="A key of your choosing (1-255 printable ASCII characters, e.g. a UUID) "
-        "that makes the write safe to retry: a repeat of the request with the same key "
-        "writes nothing and answers the memories it created (as they are now, with "
-        "Idempotent-Replayed: true), for as long as they exist; the same key with another "
-        "request is refused (422).",
-    ),
-]
-_REPLAYED = {
-    "Idempotent-Replayed": {
-        "description": "true when this answers a repeat of an earlier request (see "
-        "Idempotency-Key); nothing was written",
-        "schema": {"type": "string"},
-    }
-}
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-
-
-def _idempotency(key: str | None, path: str, body: BaseModel) -> tuple[str, str] | None:
-    """The key and a digest of the request it names, or None without a key."""
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.match(key):
-        raise InvalidArgument("Idempotency-Key: 1-255 printable ASCII characters, no spaces")
-    digest = hashlib.sha256(f"{path}\x00{body.model_dump_json()}".encode()).hexdigest()
-    return key, digest
-
-
-def _replayed(response: Response, replayed: bool) -> None:
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-
-
 _EXISTS = {409: {"model": ErrorBody, "description": "A memory with the id given exists"}}
 
 
@@ -135,7 +74,7 @@ _EXISTS = {409: {"model": ErrorBody, "description": "A memory with the id given 
     "",
     status_code=status.HTTP_201_CREATED,
     operation_id="create_memory",
-    responses={201: {"headers": {**ETAG_HEADER, **_REPLAYED}}, **_EXISTS},
+    responses={201: {"headers": {**ETAG_HEADER, **REPLAYED}}, **_EXISTS},
 )
 async def create_memory(
     body: MemoryCreate,
@@ -149,12 +88,12 @@ async def create_memory(
 ) -> MemoryWritten:
     """Store a memory. It is durable when this returns; the LLM work (construction, linking,
     evolution) follows asynchronously while its status is `pending`."""
-    keyed = _idempotency(idempotency_key, "/v1/memories", body)
+    keyed = idempotency_of(idempotency_key, "/v1/memories", body)
     [(note, truncated)], replayed = await service.create(tenant, [_draft(body)], idempotency=keyed)
-    _replayed(response, replayed)
+    mark_replayed(response, replayed)
     if wait:
         [note] = await service.wait_settled(tenant, [note], min(wait_timeout, settings.max_wait_s))
-    _tagged(response, note)
+    set_etag(response, note)
     return _written(note, truncated)
 
 
@@ -163,7 +102,7 @@ async def create_memory(
     status_code=status.HTTP_201_CREATED,
     operation_id="create_memories",
     responses={
-        201: {"headers": _REPLAYED},
+        201: {"headers": REPLAYED},
         **_EXISTS,
         413: {"model": ErrorBody, "description": "Too many memories in one batch"},
     },
@@ -183,14 +122,14 @@ async def create_memories(
         raise PayloadTooLarge(
             f"batch holds {len(body.memories)} memories; the limit is {settings.max_batch}"
         )
-    keyed = _idempotency(idempotency_key, "/v1/memories/batch", body)
+    keyed = idempotency_of(idempotency_key, "/v1/memories/batch", body)
     written, replayed = await service.create(
         tenant,
         [_draft(m) for m in body.memories],
         conversation=body.conversation,
         idempotency=keyed,
     )
-    _replayed(response, replayed)
+    mark_replayed(response, replayed)
     notes = [n for n, _ in written]
     if wait:
         notes = await service.wait_settled(tenant, notes, min(wait_timeout, settings.max_wait_s))
@@ -201,32 +140,6 @@ async def create_memories(
 
 def _draft(body: MemoryCreate) -> NoteDraft:
     return NoteDraft.model_validate(body.model_dump(exclude_none=True))
-
-
-def _cursor_key(flt: NoteFilter) -> str:
-    return hashlib.sha256(flt.model_dump_json().encode()).hexdigest()[:16]
-
-
-def _encode_cursor(offset: int, flt: NoteFilter) -> str:
-    raw = orjson.dumps({"o": offset, "f": _cursor_key(flt)})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-# The largest offset a cursor may carry (ChromaDB takes offsets as 32-bit integers).
-MAX_OFFSET = 2**31 - 1
-
-
-def _decode_cursor(cursor: str, flt: NoteFilter) -> int:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        offset, key = data["o"], data["f"]
-    except Exception as exc:
-        raise InvalidArgument("cursor is not valid: pass next_cursor back unchanged") from exc
-    if type(offset) is not int or not 0 <= offset <= MAX_OFFSET:
-        raise InvalidArgument("cursor is not valid: pass next_cursor back unchanged")
-    if key != _cursor_key(flt):
-        raise InvalidArgument("cursor belongs to a listing with other filters")
-    return offset
 
 
 @router.get("", operation_id="list_memories")
@@ -256,11 +169,11 @@ async def list_memories(
         since=since,
         until=until,
     )
-    offset = _decode_cursor(cursor, flt) if cursor else 0
+    offset = decode_cursor(cursor, flt) if cursor else 0
     notes, more = await service.list(tenant, flt, limit=limit, offset=offset)
     return MemoryPage(
         memories=[MemoryPublic.of(n) for n in notes],
-        next_cursor=_encode_cursor(offset + len(notes), flt) if more else None,
+        next_cursor=encode_cursor(offset + len(notes), flt) if more else None,
     )
 
 
@@ -314,7 +227,7 @@ async def get_memory(
     memory_id: str, tenant: Tenant, service: Service, response: Response
 ) -> MemoryPublic:
     note = await service.get(tenant, memory_id)
-    _tagged(response, note)
+    set_etag(response, note)
     return MemoryPublic.of(note)
 
 
@@ -337,8 +250,10 @@ async def update_memory(
     evolution again; fields given in the same change are kept. With If-Match, only if the
     memory is still at that version (else 412)."""
     changes = body.model_dump(mode="json", exclude_unset=True)
-    note, truncated = await service.update(tenant, memory_id, changes, if_match=_if_match(if_match))
-    _tagged(response, note)
+    note, truncated = await service.update(
+        tenant, memory_id, changes, if_match=allowed_versions(if_match)
+    )
+    set_etag(response, note)
     return _written(note, truncated)
 
 
@@ -353,7 +268,7 @@ async def delete_memory(
     """Delete a memory, remove it from other memories' links (and `follows`), and undo what its
     evolution wrote into other memories; the receipt lists every memory changed. With
     If-Match, only if the memory is still at that version (else 412)."""
-    return await service.delete(tenant, memory_id, if_match=_if_match(if_match))
+    return await service.delete(tenant, memory_id, if_match=allowed_versions(if_match))
 
 
 @router.get("/{memory_id}/links", operation_id="get_memory_links", responses=MEMORY_NOT_FOUND)
