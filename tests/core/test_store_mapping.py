@@ -92,6 +92,35 @@ def test_history_is_stored_as_it_always_was():
     assert again[0]["from_a_newer_version"] == 1  # an unknown key is kept
 
 
+def test_plans_are_stored_whole_as_earlier_versions_read_them():
+    """Every key of a plan is written (an earlier version, owning a tenant during a rolling
+    upgrade, reads them without defaults); a plan without a base gets no null one; a base
+    journalled before the user was recorded stays without one, so it is not taken for a
+    plan decided for no user (which would decide again a note that has a user)."""
+    meta = to_metadata(Note(content="c"))
+    fresh = Plan(
+        trigger="n2",
+        model="offline",
+        prompt_version="v1",
+        neighbour_updates=[NeighbourUpdate(id="n1")],
+        base=PlanBase(version=1, user_id=None),
+    )
+    stored = json.loads(to_metadata(Note(content="c", plan=fresh))["plan"])
+    assert stored["usage"] == {"prompt_tokens": 0, "completion_tokens": 0}
+    assert stored["construction"] == {} and stored["links"] == [] and stored["tags"] == []
+    assert stored["neighbour_updates"] == [{"id": "n1", "context": "", "tags": []}]
+    assert stored["base"]["user_id"] is None and stored["base"]["keywords"] == []
+    without_base = fresh.model_copy(update={"base": None})
+    assert "base" not in json.loads(to_metadata(Note(content="c", plan=without_base))["plan"])
+
+    old = dict(stored, base={"version": 3, "keywords": [], "context": "", "tags": [], "links": []})
+    read = from_record("id", "c", {**meta, "plan": json.dumps(old)}).plan
+    assert read is not None and read.base is not None and not read.base.knows_user()
+    again = json.loads(to_metadata(Note(content="c", plan=read))["plan"])
+    assert "user_id" not in again["base"]
+    assert from_record("id", "c", {**meta, "plan": json.dumps(stored)}).plan.base.knows_user()
+
+
 def test_empty_lists_are_absent_keys_and_come_back_as_lists():
     meta = to_metadata(Note(content="c"))
     assert meta["keywords"] is None and meta["tags"] is None and meta["links"] is None

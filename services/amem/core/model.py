@@ -14,7 +14,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 # Free-form metadata values: JSON scalars. Nested structures would not survive the filters a
 # later issue adds on metadata keys, so they are refused at the API boundary.
@@ -75,7 +83,14 @@ def _absent(value: Any) -> bool:
     return value is None
 
 
+# The parts of a plan keep keys they do not know (written by another version), as the plan and
+# history entries do: nothing read is lost when it is written back.
+_KEEP_UNKNOWN = ConfigDict(extra="allow")
+
+
 class TokenUsage(BaseModel):
+    model_config = _KEEP_UNKNOWN
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -94,7 +109,11 @@ class HistoryEntry(BaseModel):
     Entries are stored and served without the fields that do not apply to their kind (no
     nulls beyond `trigger`); unknown keys from another version are kept."""
 
-    model_config = ConfigDict(extra="allow")
+    # Every entry has these (the others only where its kind uses them): required in OpenAPI.
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"required": ["id", "kind", "trigger", "before", "after", "at"]},
+    )
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     kind: HistoryKind
@@ -129,6 +148,8 @@ class HistoryEntry(BaseModel):
 
 
 class NeighbourUpdate(BaseModel):
+    model_config = _KEEP_UNKNOWN
+
     id: str
     context: str = ""
     tags: list[str] = Field(default_factory=list)
@@ -137,19 +158,35 @@ class NeighbourUpdate(BaseModel):
 class PlanBase(BaseModel):
     """What a plan was decided from: a caller's later change to these wins over the plan."""
 
+    model_config = _KEEP_UNKNOWN
+
     version: int
+    # Absent (not null) in a base journalled before the user was recorded: it cannot tell.
     user_id: str | None = None
     keywords: list[str] = Field(default_factory=list)
     context: str = ""
     tags: list[str] = Field(default_factory=list)
     links: list[str] = Field(default_factory=list)
 
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Every key but a `user_id` the base was not made or read with: an old base stays
+        without one, as a null one would read as "decided for no user"."""
+        return {
+            key: value
+            for key, value in handler(self).items()
+            if key != "user_id" or self.knows_user()
+        }
+
+    def knows_user(self) -> bool:
+        return "user_id" in self.model_fields_set
+
 
 class Plan(BaseModel):
     """The evolution journal: the changes decided for a pending note, written before any of
     them is applied (evolution/engine.py)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = _KEEP_UNKNOWN
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     trigger: str
@@ -235,6 +272,8 @@ class Note(BaseModel):
 class NoteDraft(BaseModel):
     """A new note as its caller gives it (the API's limits are checked before): the fields a
     caller may set, and an id of its choosing, if any."""
+
+    model_config = ConfigDict(extra="forbid")  # a field the API takes and this lacks: loudly
 
     content: str
     id: str | None = None

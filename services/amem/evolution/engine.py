@@ -235,7 +235,8 @@ class Engine:
 
     async def _apply(self, tenant: str, note: Note, plan: Plan) -> _Again | None:
         """Apply `plan` to `note` (as read, with its version); None when done."""
-        if plan.base is not None and note.user_id != plan.base.user_id:
+        base = plan.base
+        if base is not None and base.knows_user() and note.user_id != base.user_id:
             return _Again.REPLAN  # moved to another user: its neighbours were another's
         for update in plan.neighbour_updates:
             again = await self._apply_neighbour(tenant, note, plan, update)
@@ -243,7 +244,7 @@ class Engine:
                 return again
 
         before = {f: getattr(note, f) for f in _OWN_FIELDS}
-        base = plan.base.model_dump(include=set(_OWN_FIELDS)) if plan.base else dict(before)
+        base = {f: getattr(plan.base, f) for f in _OWN_FIELDS} if plan.base else dict(before)
         planned = {**base, **plan.construction}
         planned["tags"] = plan.tags or planned["tags"]
         after = {

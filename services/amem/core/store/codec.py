@@ -60,10 +60,17 @@ def to_metadata(note: Note) -> dict[str, Any]:
         status=note.status.value,
         status_reason=note.status_reason,
         version=note.version,
-        plan=None if note.plan is None else note.plan.model_dump_json(exclude_defaults=True),
+        plan=None if note.plan is None else _plan_json(note.plan),
         idempotency=note.idempotency,
     )
     return meta
+
+
+def _plan_json(plan: Plan) -> str:
+    """The plan with every key, as versions before it was typed wrote it and still read it
+    (during a rolling upgrade the owner of a tenant may be one of them): a plan journalled
+    without a `base` is written back without one, not with a null."""
+    return plan.model_dump_json(exclude={"base"} if plan.base is None else None)
 
 
 def from_record(note_id: str, document: str, meta: dict[str, Any]) -> Note:
