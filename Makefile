@@ -25,7 +25,7 @@ TOOLS_VENV  := $(TOOLS)/venv-checkov-3.3.30
 CHART_TOOLS = AMEM_HELM=$(HELM) AMEM_CHECKOV=$(TOOLS_VENV)/bin/checkov \
 	AMEM_KUBERNETES_VALIDATE=$(TOOLS_VENV)/bin/kubernetes-validate
 
-.PHONY: help install protos run test test-fast test-llm llama-server tools chart-check eval bench bench-scale profile dev e2e images e2e-docker lint clean
+.PHONY: help install browser protos run test test-fast test-llm llama-server tools chart-check eval bench bench-scale profile dev e2e images e2e-docker lint clean
 
 help:
 	@echo "make run    - run the whole system locally (REST API on http://127.0.0.1:$${AMEM_PORT:-8080})"
@@ -53,7 +53,18 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[server,dev]'
 	touch $@
 
-install: $(STAMP) protos
+# The console's front-end libraries, from the npm registry (pinned; not committed).
+CONSOLE_VENDOR := services/amem/gateway/console/vendor/cytoscape.min.js
+
+install: $(STAMP) protos $(CONSOLE_VENDOR)
+
+$(CONSOLE_VENDOR): scripts/console-assets.py | $(STAMP)
+	$(PY) scripts/console-assets.py
+	touch $@
+
+# Debian's Chromium, for the console's browser tests.
+browser:
+	scripts/browser-up.sh
 
 protos: $(PROTO_OUT)
 
@@ -63,10 +74,10 @@ services/%_pb2.py: protos/%.proto $(STAMP)
 run: install
 	$(PY) -m amem run
 
-test: install lint tools
+test: install lint tools browser
 	$(LLAMA_SERVER) $(CHART_TOOLS) $(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install lint tools
+test-fast: install lint tools browser
 	$(CHART_TOOLS) $(PY) -m pytest -m 'not slow_llm and not docker' $(PYTEST_ARGS)
 
 test-llm: install

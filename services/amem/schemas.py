@@ -254,6 +254,10 @@ class LinksResponse(BaseModel):
     root: str
     memories: list[LinkedMemory]
     edges: list[tuple[str, str]] = Field(description="(from, to) pairs between returned memories.")
+    backlinks: list[str] = Field(
+        default=[],
+        description="Memories that link to the root (at most max_link_memories of them).",
+    )
     truncated: bool = Field(
         default=False,
         description="True when the neighbourhood holds more than max_link_memories memories: "
@@ -264,6 +268,7 @@ class LinksResponse(BaseModel):
 class Usage(BaseModel):
     """What a tenant holds and has spent today, against its quotas (null: no limit)."""
 
+    tenant: str | None = Field(default=None, description="The tenant of the key that asked.")
     notes: int
     notes_quota: int | None
     day: date = Field(description="The UTC day `llm_tokens` counts.")

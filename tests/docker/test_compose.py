@@ -80,6 +80,10 @@ def test_compose_up_serves_and_keeps_memories_across_a_restart(images):
             assert note.status == "done" and note.keywords, note
             found = memory.search("how does amem run on one host?", user_id="compose", k=1)
             assert found.results[0].memory.id == note.id
+        # The gateway image carries the console and its libraries (fetched at build time).
+        for asset in ("console/", "console/console.js", "console/vendor/cytoscape.min.js"):
+            served = httpx.get(f"{url}/{asset}", timeout=10)
+            assert served.status_code == 200 and served.headers["content-security-policy"], asset
         run("down")  # the containers go; the named volume stays
         run("up", "-d", "--no-build")
         _wait_ready(url)

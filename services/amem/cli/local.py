@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"""
 amem is serving the REST API on {stack.gateway_url}  (OpenAPI docs: {stack.gateway_url}/docs)
+the console: {stack.gateway_url}/console  (sign in with the key below)
 development API key: {key}
 ChromaDB on port {stack.chroma_port}, the evolution service on {stack.evolution_target}
 (`amem doctor --chroma-port {stack.chroma_port}`, `amem reindex --evolution-target ...`)

@@ -73,6 +73,7 @@ class Quotas(BaseModel):
 class TenantUsage:
     """What a tenant holds and has spent on a UTC day, against its quotas (None: no limit)."""
 
+    tenant: str
     notes: int
     notes_quota: int | None
     day: date

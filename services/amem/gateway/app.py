@@ -26,7 +26,7 @@ from amem.embedding.client import EmbeddingClient
 from amem.evolution.client import EvolutionClient
 from amem.gateway import errors
 from amem.gateway.access import AccessRecorder
-from amem.gateway.api.routes import admin, health, memories, usage
+from amem.gateway.api.routes import admin, console, health, memories, usage
 from amem.gateway.auth import KeyRing, KeyStore
 from amem.gateway.evolution import EvolutionHook, NoEvolution, NotifyEvolution
 from amem.gateway.lexical import LexicalIndex
@@ -133,6 +133,7 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
     app.include_router(usage.router)
     app.include_router(admin.router)
     app.include_router(health.router)
+    console.install(app)
     Instrumentator(
         should_group_status_codes=False,
         excluded_handlers=["/metrics", "/healthz", "/readyz"],

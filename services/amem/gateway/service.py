@@ -151,6 +151,7 @@ class MemoryService:
         day = today()
         tokens = await self._usage.fresh_tokens(tenant, day) if self._usage else 0
         return TenantUsage(
+            tenant=tenant,
             notes=await self._store.count(tenant),
             notes_quota=quota.notes,
             day=day,
@@ -325,6 +326,10 @@ class MemoryService:
                 break
         edges = [(n.id, link) for n, _ in found.values() for link in n.links if link in found]
         return list(found.values()), edges, truncated
+
+    async def backlinks(self, tenant: str, note_id: str, *, limit: int) -> list[str]:
+        """Ids of the notes whose links name `note_id`, at most `limit` of them."""
+        return [n.id for n in await self._store.linking_to(tenant, [note_id])][:limit]
 
     async def _check_new_ids(self, tenant: str, ids: list[str]) -> None:
         """Ids callers chose must be new (and distinct). Two creates racing with one id leave

@@ -291,6 +291,7 @@ async def get_memory_links(
         memories=[LinkedMemory(memory=MemoryPublic.of(n), depth=d) for n, d in found],
         edges=edges,
         truncated=truncated,
+        backlinks=await service.backlinks(tenant, memory_id, limit=settings.max_link_memories),
     )
 
 
