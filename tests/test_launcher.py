@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from amem.devstack import free_port
+from tests.conftest import eventually
 
 
 def _children(pid: int) -> set[int]:
@@ -60,7 +61,16 @@ def test_run_serves_with_the_dev_key_and_stops_all_children(tmp_path, stop_signa
         r = httpx.post(f"{url}/v1/memories", json={"content": "hello"}, headers=headers)
         assert r.status_code == 201, r.text
         assert (tmp_path / "data" / "chroma").is_dir()
-        assert "test-dev-key" in (tmp_path / "run.log").read_text()  # printed for the user
+        # Printed for the user, with the console's address, once every service is up (the
+        # gateway can answer before the launcher has seen the last one ready).
+        eventually(
+            lambda: (
+                "test-dev-key" in (text := (tmp_path / "run.log").read_text())
+                and f"{url}/console" in text
+            ),
+            "the key and the console printed",
+            timeout=60,
+        )
         children = _children(proc.pid)
         assert len(children) == 4  # chroma, embedding, evolution, gateway
 

@@ -31,6 +31,7 @@ from amem.devstack import LocalStack
 from tests.conftest import KEY_A, client_for, eventually
 
 DAMAGED = 400
+KEY_M = "key-tenant-m-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def rstack(stack: LocalStack, tmp_path_factory) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("repair")
     s = LocalStack.for_tenants(
         root,
-        {"tenant-a": KEY_A},
+        {"tenant-a": KEY_A, "tenant-m": KEY_M},
         embedding_from=stack,
         env={"AMEM_EVOLUTION_SCAN_INTERVAL_S": "1", "AMEM_EVOLUTION_AUDIT_INTERVAL_S": "1"},
     )
@@ -196,3 +197,54 @@ def test_a_write_through_a_handle_of_a_swapped_out_collection_lands_in_the_live_
 
     live_ids, wanted = asyncio.run(scenario())
     assert live_ids == wanted
+
+
+MOVED = [
+    "The staging cluster is upgraded every Tuesday night",
+    "Priya prefers tea over coffee in the afternoon",
+    "The invoice service retries failed payments three times",
+]
+
+
+def test_vectors_of_another_model_are_refused_until_the_tenant_is_re_embedded(rstack, stack):
+    """A collection records the model of its vectors; a gateway whose embedding service serves
+    another refuses to search or write it, naming both and the way out, and `amem reindex
+    --re-embed` embeds every memory again with the model now serving, online."""
+    client = chromadb.HttpClient(host="127.0.0.1", port=rstack.chroma_port)
+    # The tenant as another model left it: its record, and vectors that mean nothing here.
+    col = client.create_collection(
+        "amem-tenant-m",
+        embedding_function=None,
+        configuration={"hnsw": {"space": "cosine"}},
+        metadata={"amem_tenant": "tenant-m", "amem_model": "another/model-v0"},
+    )
+    notes = [Note(content=c, status=EvolutionStatus.DONE) for c in MOVED]
+    rng = np.random.default_rng(17)
+    vectors = rng.normal(size=(len(notes), 384))
+    col.add(
+        ids=[n.id for n in notes],
+        embeddings=(vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).tolist(),
+        documents=[n.content for n in notes],
+        metadatas=[{k: v for k, v in to_metadata(n).items() if v is not None} for n in notes],
+    )
+    with client_for(rstack, KEY_M) as api:
+        dense = {"query": "When is staging upgraded?", "mode": "dense", "k": 3}
+        refused = api.post("/v1/memories/search", json=dense)
+        assert refused.status_code == 503, refused.text
+        message = refused.json()["message"]
+        assert "another/model-v0" in message
+        assert "amem reindex --tenant tenant-m --re-embed" in message
+        assert api.post("/v1/memories", json={"content": "new"}).status_code == 503
+        assert api.get(f"/v1/memories/{notes[0].id}").status_code == 200  # no vector: served
+
+        done = amem(rstack, "reindex", "--tenant", "tenant-m", "--re-embed")
+        assert done.returncode == 0, done.stderr.decode()
+        assert b"re-embedding" in done.stdout
+
+        moved = client.get_collection("amem-tenant-m").metadata
+        assert moved["amem_model"] not in (None, "another/model-v0")
+        assert "amem_model_next" not in moved
+        found = api.post("/v1/memories/search", json=dense)
+        assert found.status_code == 200, found.text
+        assert found.json()["results"][0]["memory"]["id"] == notes[0].id
+        assert api.post("/v1/memories", json={"content": "new"}).status_code == 201

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
+import uuid
 
-from tests.conftest import create
+import httpx
+
+from tests.conftest import KEY_A, create
 
 CORPUS = [
     "My daughter's birthday party is on the 14th; she wants a dinosaur cake.",
@@ -95,3 +100,49 @@ def test_search_counts_retrievals(api, user_id):
         time.sleep(0.1)
     assert got["retrieval_count"] == 1
     assert got["last_accessed"] > note["last_accessed"]
+
+
+def _query_vectors(api) -> dict[str, float]:
+    """The gateway's query-vector counts so far, by outcome (hit, shared, miss)."""
+    text = api.get("/metrics").text
+    counts = {}
+    for outcome in ("hit", "shared", "miss"):
+        line = rf'^amem_gateway_query_vectors_total{{outcome="{outcome}"}} (\S+)$'
+        found = re.search(line, text, re.M)
+        counts[outcome] = float(found.group(1)) if found else 0.0
+    return counts
+
+
+def test_a_repeated_query_is_not_embedded_again(api, stack, user_id):
+    """The same query (up to spacing) is answered from the gateway's query vectors; identical
+    queries at once share one embedding call."""
+    ids = [create(api, content=c, user_id=user_id)["id"] for c in CORPUS]
+    query = f"Which SQL engine backs our main datastore? {uuid.uuid4().hex}"
+    only_mine = {"filters": {"user_id": user_id}, "mode": "dense"}
+    before = _query_vectors(api)
+    first = _search(api, query, k=3, **only_mine)
+    again = _search(api, "  " + query.replace(" ", "   ") + "\n", k=3, **only_mine)
+    after = _query_vectors(api)
+    assert after["miss"] - before["miss"] == 1 and after["hit"] - before["hit"] == 1
+    assert [r["memory"]["id"] for r in again] == [r["memory"]["id"] for r in first]
+    assert first[0]["memory"]["id"] == ids[1]
+    assert [r["score"] for r in again] == [r["score"] for r in first]
+
+    other = f"When is the sprint retrospective? {uuid.uuid4().hex}"
+
+    async def at_once() -> list[int]:
+        headers = {"Authorization": f"Bearer {KEY_A}"}
+        async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as client:
+            replies = await asyncio.gather(
+                *(
+                    client.post("/v1/memories/search", json={"query": other, **only_mine})
+                    for _ in range(8)
+                )
+            )
+        return [r.status_code for r in replies]
+
+    before = _query_vectors(api)
+    assert asyncio.run(at_once()) == [200] * 8
+    after = _query_vectors(api)
+    assert after["miss"] - before["miss"] == 1  # one call to the embedding service
+    assert sum(after[o] - before[o] for o in ("hit", "shared")) == 7

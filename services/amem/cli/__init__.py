@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the evolution service (host:port); default AMEM_EVOLUTION_TARGET",
     )
     p.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
+    p.add_argument(
+        "--re-embed",
+        action="store_true",
+        help="embed every memory again with the model the embedding service serves now "
+        "(after changing the model; docs/operations.md)",
+    )
     p = sub.add_parser(
         "mcp", help="amem's MCP tools over stdio, proxying to a gateway (AMEM_API_KEY)"
     )

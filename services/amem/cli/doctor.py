@@ -88,8 +88,9 @@ async def _reindex(args: argparse.Namespace) -> int:
 
     client = EvolutionClient(args.evolution_target)
     try:
-        print(f"{args.tenant}: rebuilding its collection on the tenant's evolution owner...")
-        done = await client.reindex(args.tenant, timeout_s=args.timeout)
+        how = "re-embedding its memories" if args.re_embed else "rebuilding its collection"
+        print(f"{args.tenant}: {how} on the tenant's evolution owner...")
+        done = await client.reindex(args.tenant, timeout_s=args.timeout, re_embed=args.re_embed)
     finally:
         await client.close()
     print(

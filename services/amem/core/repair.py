@@ -33,6 +33,7 @@ reaches all of them. So:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -40,13 +41,14 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from chromadb.api.models.AsyncCollection import AsyncCollection
 
 from amem.core.errors import InvalidArgument, Unavailable
 from amem.core.model import utcnow
-from amem.core.store import NoteStore, to_micros
-from amem.core.writer import NoteWriter
+from amem.core.store import NoteStore, from_record, models, to_micros
+from amem.core.writer import Embedder, NoteWriter
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ _PASSES = 5
 # Notes stamped this long before a pass started are copied again by the next: writes in
 # flight, and clocks that differ between pods.
 _MARGIN = timedelta(seconds=30)
+# Texts per embedding call of a re-embed (the service takes at most 256 per call by default).
+_EMBED_CHUNK = 64
 # Collections of rebuilds in progress (and the old ones being retired): outside the tenants'
 # `amem-` names, so never taken for a tenant.
 REBUILD_PREFIX = "amemrx-"
@@ -163,9 +167,11 @@ async def _copy(
     target: AsyncCollection,
     ids: Iterable[str],
     seen: dict[str, object],
+    embedder: Embedder | None = None,
 ) -> int:
     """Copy records (document, vector, metadata, as stored) by id, skipping those whose
-    `updated_at` is what `seen` says was copied last; returns how many were copied."""
+    `updated_at` is what `seen` says was copied last; returns how many were copied. With an
+    `embedder`, each record's vector is made anew from its note's embedding text."""
     ids = list(dict.fromkeys(ids))
     copied = 0
     for start in range(0, len(ids), _PAGE):
@@ -184,10 +190,13 @@ async def _copy(
             got = await source.get(ids=page, include=["documents", "metadatas", "embeddings"])
         if not got["ids"]:
             continue
+        vectors = [list(e) for e in got["embeddings"]]
+        if embedder is not None:
+            vectors = await _embedded(embedder, got)
         async with store.call("upsert"):
             await target.upsert(
                 ids=got["ids"],
-                embeddings=[list(e) for e in got["embeddings"]],
+                embeddings=vectors,
                 documents=got["documents"],
                 metadatas=got["metadatas"],
             )
@@ -197,38 +206,77 @@ async def _copy(
     return copied
 
 
+async def _embedded(embedder: Embedder, got: Any) -> list[list[float]]:
+    """Vectors of the records' notes, made anew (in chunks the embedding service takes)."""
+    texts = [
+        from_record(i, d, m).embedding_text()
+        for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+    ]
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), _EMBED_CHUNK):
+        reply = await embedder.embed(texts[start : start + _EMBED_CHUNK], background=True)
+        vectors += reply.vectors
+    return vectors
+
+
 async def rebuild(
     store: NoteStore,
     writer: NoteWriter,
     tenant: str,
     *,
     also_forget: Sequence[NoteStore] = (),
+    embedder: Embedder | None = None,
 ) -> Rebuilt:
     """Replace the tenant's collection by a fresh copy of its records (the module's doc). The
     caller keeps the tenant's evolution paused meanwhile. `store` reads and writes (give it a
     deadline fit for reading every id of a tenant); each of `also_forget` drops its cached
-    handle of the tenant's collection at the swap, as `store` does."""
+    handle of the tenant's collection at the swap, as `store` does. With an `embedder`, every
+    note is embedded again by the model it serves, which the new collection records
+    (core/store/models.py); the old one accepts that model's writes meanwhile."""
     started = time.monotonic()
     store.forget(tenant)  # a handle cached before an earlier rebuild would reach the old one
     old = await store.collection(tenant)
+    model, _ = store.model_of(old)
+    if embedder is not None:
+        model = (await embedder.embed(["model probe"], background=True)).model
+        await store.mark_model(old, **{models.NEXT_KEY: model})
+    try:
+        return await _rebuild(store, writer, tenant, old, model, also_forget, embedder, started)
+    finally:
+        if embedder is not None:
+            with contextlib.suppress(Exception):  # the old one is gone after a swap
+                await store.mark_model(old, **{models.NEXT_KEY: None})
+
+
+async def _rebuild(
+    store: NoteStore,
+    writer: NoteWriter,
+    tenant: str,
+    old: AsyncCollection,
+    model: str | None,
+    also_forget: Sequence[NoteStore],
+    embedder: Embedder | None,
+    started: float,
+) -> Rebuilt:
     stamp = utcnow().strftime("%Y%m%dt%H%M%S")
-    fresh = await store.create_collection(f"{REBUILD_PREFIX}{tenant}-{stamp}", tenant)
+    fresh = await store.create_collection(f"{REBUILD_PREFIX}{tenant}-{stamp}", tenant, model=model)
     since = to_micros(utcnow() - _MARGIN)
     seen: dict[str, object] = {}  # id -> updated_at of the copy made
-    copied = await _copy(store, old, fresh, await _all_ids(store, old), seen)
+    copied = await _copy(store, old, fresh, await _all_ids(store, old), seen, embedder)
     passes = 1
     for _ in range(_PASSES):
         changed = await _changed_since(store, old, since)
         since = to_micros(utcnow() - _MARGIN)
-        again = await _copy(store, old, fresh, changed, seen)
+        again = await _copy(store, old, fresh, changed, seen, embedder)
         copied += again
         passes += 1
         if again < _SETTLED:
             break
     async with writer.locked(tenant):
-        copied += await _copy(store, old, fresh, await _changed_since(store, old, since), seen)
+        changed = await _changed_since(store, old, since)
+        copied += await _copy(store, old, fresh, changed, seen, embedder)
         held, copies = set(await _all_ids(store, old)), set(await _all_ids(store, fresh))
-        copied += await _copy(store, old, fresh, held - copies, seen)
+        copied += await _copy(store, old, fresh, held - copies, seen, embedder)
         gone = list(copies - held)
         if gone:
             async with store.call("delete"):
@@ -249,7 +297,7 @@ async def rebuild(
         # copied the old collection holds writes the new one lacks: a failure here leaves it
         # in place (named ...-old), for `amem doctor` to report.
         late = await _changed_since(store, old, since)
-        copied += await _copy(store, old, fresh, late, seen)
+        copied += await _copy(store, old, fresh, late, seen, embedder)
         client = await store.client()
         async with store.call("delete_collection"):
             await client.delete_collection(retired)

@@ -104,6 +104,7 @@ def check_if_match(note: Note, if_match: frozenset[int] | None) -> None:
 
 class _Vectors(Protocol):
     vectors: list[list[float]]
+    model: str  # the model that wrote them
 
 
 class Embedder(Protocol):

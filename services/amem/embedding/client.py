@@ -41,6 +41,7 @@ class EmbedResult:
     vectors: list[list[float]]
     truncated: list[bool]
     token_counts: list[int]
+    model: str = ""  # the model that wrote the vectors
 
 
 class EmbeddingClient:
@@ -55,6 +56,8 @@ class EmbeddingClient:
         )
         self._stub = embedding_pb2_grpc.EmbeddingServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        # The model of the last answer: what vectors cached by their text belong to.
+        self.model: str | None = None
 
     async def embed(self, texts: Sequence[str], *, background: bool = False) -> EmbedResult:
         """Vectors for `texts`; `background` for work nobody waits on (served after the rest)."""
@@ -64,10 +67,12 @@ class EmbeddingClient:
                 embedding_pb2.EmbedRequest(texts=list(texts), priority=priority),
                 timeout=self._timeout,
             )
+        self.model = reply.model
         return EmbedResult(
             vectors=[list(e.values) for e in reply.embeddings],
             truncated=[e.truncated for e in reply.embeddings],
             token_counts=[e.token_count for e in reply.embeddings],
+            model=reply.model,
         )
 
     async def model_info(self) -> embedding_pb2.ModelInfo:

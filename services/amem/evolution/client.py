@@ -126,11 +126,12 @@ class EvolutionClient:
         )
 
     async def reindex(
-        self, tenant: str, *, timeout_s: float, forwarded: bool = False
+        self, tenant: str, *, timeout_s: float, re_embed: bool = False, forwarded: bool = False
     ) -> evolution_pb2.ReindexResponse:
-        """Rebuild the tenant's collection on its owner (core/repair.py)."""
+        """Rebuild the tenant's collection on its owner (core/repair.py); with `re_embed`,
+        with vectors of the model the embedding service serves now."""
         return await self._stub.Reindex(
-            evolution_pb2.ReindexRequest(tenant=tenant),
+            evolution_pb2.ReindexRequest(tenant=tenant, re_embed=re_embed),
             timeout=timeout_s,
             metadata=(FORWARDED,) if forwarded else None,
         )

@@ -43,8 +43,11 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
         writer: NoteWriter,
         store: NoteStore,
         bulk: NoteStore,
+        embedder: EmbeddingClient,
     ):
-        """`bulk`: a store client with a long deadline, for a rebuild's large reads."""
+        """`bulk`: a store client with a long deadline, for a rebuild's large reads;
+        `embedder`, for a rebuild that re-embeds."""
+        self._embedder = embedder
         self._scheduler = scheduler
         self._engine = engine
         self._membership = membership
@@ -153,14 +156,21 @@ class EvolutionServicer(evolution_pb2_grpc.EvolutionServiceServicer):
         owner = self._owner(request.tenant, context)
         if owner is not None:
             return await owner.reindex(
-                request.tenant, timeout_s=self._left(context, 3600.0), forwarded=True
+                request.tenant,
+                timeout_s=self._left(context, 3600.0),
+                re_embed=request.re_embed,
+                forwarded=True,
             )
         if request.tenant not in await self._store.tenants():
             raise NotFound(f"no tenant {request.tenant!r}")
 
         async def rebuild() -> repair.Rebuilt:
             return await repair.rebuild(
-                self._bulk, self._writer, request.tenant, also_forget=[self._store]
+                self._bulk,
+                self._writer,
+                request.tenant,
+                also_forget=[self._store],
+                embedder=self._embedder if request.re_embed else None,
             )
 
         # Shielded: a caller that gives up must not leave the swap half-way.
@@ -194,16 +204,22 @@ def make_brain(settings: EvolutionSettings, embedder: EmbeddingClient) -> Brain:
 async def serve(settings: EvolutionSettings) -> None:
     membership = Membership(settings)
     await membership.refresh()
-    store = NoteStore(
-        settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
-    )
     embedder = EmbeddingClient(settings.embedding_target, timeout_s=settings.embedding_timeout_s)
+    store = NoteStore(
+        settings.chroma_host,
+        settings.chroma_port,
+        timeout_s=settings.chroma_timeout_s,
+        model=lambda: embedder.model,  # core/store/models.py
+    )
     brain = make_brain(settings, embedder)
     budgeted = isinstance(brain, LLMBrain)  # the offline backend spends no tokens
     writer = NoteWriter(store, embedder)
     # A rebuild reads a whole tenant's ids at once: a deadline for that, not for a request.
     bulk = NoteStore(
-        settings.chroma_host, settings.chroma_port, timeout_s=max(120.0, settings.chroma_timeout_s)
+        settings.chroma_host,
+        settings.chroma_port,
+        timeout_s=max(120.0, settings.chroma_timeout_s),
+        model=lambda: embedder.model,
     )
     engine = Engine(
         store,
@@ -226,7 +242,7 @@ async def serve(settings: EvolutionSettings) -> None:
     )
     server, port, health = await create_server(settings.listen, [SERVICE_NAME])
     evolution_pb2_grpc.add_EvolutionServiceServicer_to_server(
-        EvolutionServicer(scheduler, engine, membership, writer, store, bulk), server
+        EvolutionServicer(scheduler, engine, membership, writer, store, bulk, embedder), server
     )
     await server.start()
     if settings.metrics_port:

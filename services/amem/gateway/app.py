@@ -58,14 +58,19 @@ def create_app(settings: GatewaySettings, evolution: EvolutionHook | None = None
         # counts flush before the store closes, pending notifies end before their client),
         # and one close that fails does not skip the others.
         async with AsyncExitStack() as closing:
-            store = NoteStore(
-                settings.chroma_host, settings.chroma_port, timeout_s=settings.chroma_timeout_s
-            )
-            closing.push_async_callback(store.close)
             embedder = EmbeddingClient(
                 settings.embedding_target, timeout_s=settings.embedding_timeout_s
             )
             closing.push_async_callback(embedder.close)
+            # Vectors given to the store come from this client's model, and are checked against
+            # the model each tenant's collection records (core/store/models.py).
+            store = NoteStore(
+                settings.chroma_host,
+                settings.chroma_port,
+                timeout_s=settings.chroma_timeout_s,
+                model=lambda: embedder.model,
+            )
+            closing.push_async_callback(store.close)
             app.state.store = store
             app.state.embedder = embedder
             evolution_client = None

@@ -23,6 +23,7 @@ from amem.gateway.access import AccessRecorder
 from amem.gateway.commit import GroupCommit, WriteEmbedder
 from amem.gateway.evolution import EvolutionHook
 from amem.gateway.lexical import LexicalIndex
+from amem.gateway.queries import QueryVectors
 
 _IDEMPOTENT_IDS = uuid.UUID("3f1c2b7e-9a44-4f4e-8f7c-5d2a6b1e0c93")
 
@@ -63,7 +64,6 @@ class MemoryService:
         usage: UsageStore | None = None,
     ):
         self._store = store
-        self._embedder = embedder
         self._evolution = evolution
         self._evolution_client = evolution_client
         # The tenant's writer, which every change to a stored note goes through (core/writer.py).
@@ -72,6 +72,7 @@ class MemoryService:
         self._access = access
         self._commit = GroupCommit(store)
         self._write_embedder = WriteEmbedder(embedder)
+        self._queries = QueryVectors(embedder)
         self._rrf_k = rrf_k
         self._candidates = candidates
         self._quotas = quotas or Quotas()
@@ -251,8 +252,7 @@ class MemoryService:
         `max_linked`. Each note found counts a retrieval (written behind, see
         `amem.gateway.access`)."""
         if mode is SearchMode.DENSE or self._lexical is None:
-            embedded = await self._embedder.embed([query])
-            hits = await self._store.search(tenant, embedded.vectors[0], k=k, flt=flt)
+            hits = await self._store.search(tenant, await self._queries.vector(query), k=k, flt=flt)
             used = SearchMode.DENSE
         else:
             hits, used = await self._fused(tenant, query, k=k, flt=flt, mode=mode)
@@ -273,8 +273,7 @@ class MemoryService:
         return hits, used, truncated
 
     async def _dense(self, tenant: str, query: str, n: int, flt: NoteFilter):
-        embedded = await self._embedder.embed([query])
-        return await self._store.nearest(tenant, embedded.vectors[0], n=n, flt=flt)
+        return await self._store.nearest(tenant, await self._queries.vector(query), n=n, flt=flt)
 
     async def _fused(
         self, tenant: str, query: str, *, k: int, flt: NoteFilter, mode: SearchMode

@@ -23,6 +23,7 @@ from chromadb.api.models.AsyncCollection import AsyncCollection
 from amem.core.breaker import Breaker
 from amem.core.errors import InvalidArgument, NotFound, Unavailable
 from amem.core.model import Note, NoteFilter, ScoredNote
+from amem.core.store import models
 from amem.core.store.codec import chunks, conjoin, from_record, notes_of, to_metadata, to_where
 from amem.core.store.system import SystemCollection
 from amem.core.store.transport import CollectionGone, chroma_call, connect
@@ -52,9 +53,19 @@ class NoteStore:
     """Tenant-scoped CRUD and vector search over ChromaDB's HTTP API."""
 
     def __init__(
-        self, host: str, port: int, *, timeout_s: float = 10.0, collection_prefix: str = "amem-"
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout_s: float = 10.0,
+        collection_prefix: str = "amem-",
+        model: Callable[[], str | None] | None = None,
     ) -> None:
+        """`model` says which embedding model the vectors given to this store come from (the
+        embedding client's latest answer): collections record it and refuse another's
+        (models.py). Without it, nothing is checked (a store that writes no vectors)."""
         self._timeout = timeout_s
+        self._serving = model or (lambda: None)
         self._breaker = Breaker(
             "chromadb",
             # A vanished collection is ChromaDB working, not failing.
@@ -65,6 +76,7 @@ class NoteStore:
         self._prefix = collection_prefix
         self._client: AsyncClientAPI | None = None
         self._collections: dict[str, AsyncCollection] = {}
+        self._meta: dict[Any, dict[str, Any]] = {}  # collection id -> metadata as last known
         self._lock = asyncio.Lock()
 
     def _call(self, op: str) -> AbstractAsyncContextManager[None]:
@@ -81,9 +93,27 @@ class NoteStore:
     async def _collection(self, tenant: str) -> AsyncCollection:
         col = self._collections.get(tenant)
         if col is None:
-            col = await self.create_collection(self.collection_name(tenant), tenant, exist_ok=True)
+            name = self.collection_name(tenant)
+            col = await self.create_collection(name, tenant, exist_ok=True, model=self._serving())
             self._collections[tenant] = col
         return col
+
+    async def _fits(self, tenant: str, col: AsyncCollection, *, writing: bool) -> None:
+        """Refuse vectors of a model the collection does not record (models.py)."""
+        client = await self._get_client()
+        meta = self._meta.get(col.id) or dict(col.metadata or {})
+        serving = self._serving()
+        self._meta[col.id] = await models.check(
+            self._call, client, tenant, col, meta, serving, writing=writing
+        )
+
+    def model_of(self, col: AsyncCollection) -> tuple[str | None, str | None]:
+        """The model the collection records, and the one a re-embed moves it to (models.py)."""
+        return models.recorded(self._meta.get(col.id) or dict(col.metadata or {}))
+
+    async def mark_model(self, col: AsyncCollection, **fields: str | None) -> None:
+        meta = self._meta.get(col.id) or dict(col.metadata or {})
+        self._meta[col.id] = await models.mark(self._call, col, meta, **fields)
 
     def collection_name(self, tenant: str) -> str:
         return f"{self._prefix}{tenant}"
@@ -93,9 +123,10 @@ class NoteStore:
         return await self._collection(tenant)
 
     async def create_collection(
-        self, name: str, tenant: str, *, exist_ok: bool = False
+        self, name: str, tenant: str, *, exist_ok: bool = False, model: str | None = None
     ) -> AsyncCollection:
-        """A collection configured as a tenant's (cosine space), named `name`."""
+        """A collection configured as a tenant's (cosine space), named `name`, recording the
+        embedding `model` its vectors come from (an existing one keeps its record)."""
         client = await self._get_client()
         create = client.get_or_create_collection if exist_ok else client.create_collection
         async with self._call("get_or_create_collection" if exist_ok else "create_collection"):
@@ -103,7 +134,7 @@ class NoteStore:
                 name,
                 embedding_function=None,
                 configuration={"hnsw": {"space": "cosine"}},
-                metadata={"amem_tenant": tenant},
+                metadata={"amem_tenant": tenant, **({models.MODEL_KEY: model} if model else {})},
             )
 
     async def client(self) -> AsyncClientAPI:
@@ -165,6 +196,7 @@ class NoteStore:
         # acknowledged note stays behind in the old one when it is deleted.
         for _ in range(5):
             col = await self._collection(tenant)
+            await self._fits(tenant, col, writing=True)
             async with self._call("upsert"):
                 await col.upsert(**records)
             if await self._live(tenant, col):
@@ -190,6 +222,8 @@ class NoteStore:
             return
         keys = None if fields is None else set(fields)
         col = await self._collection(tenant)
+        if embeddings is not None:
+            await self._fits(tenant, col, writing=True)
         metadatas = [
             {k: v for k, v in to_metadata(n).items() if keys is None or k in keys} for n in notes
         ]
@@ -258,6 +292,7 @@ class NoteStore:
     ) -> list[tuple[str, float]]:
         """Ids and cosine similarities of the n notes nearest to `embedding`, best first."""
         col = await self._collection(tenant)
+        await self._fits(tenant, col, writing=False)
         async with self._call("query"):
             got = await col.query(
                 query_embeddings=[list(embedding)],
