@@ -236,16 +236,16 @@ async def rebuild(
     started = time.monotonic()
     store.forget(tenant)  # a handle cached before an earlier rebuild would reach the old one
     old = await store.collection(tenant)
-    model, _ = store.model_of(old)
+    model, _ = store.models.of(old)
     if embedder is not None:
         model = (await embedder.embed(["model probe"], background=True)).model
-        await store.mark_model(old, **{models.NEXT_KEY: model})
+        await store.models.mark(old, **{models.NEXT_KEY: model})
     try:
         return await _rebuild(store, writer, tenant, old, model, also_forget, embedder, started)
     finally:
         if embedder is not None:
             with contextlib.suppress(Exception):  # the old one is gone after a swap
-                await store.mark_model(old, **{models.NEXT_KEY: None})
+                await store.models.mark(old, **{models.NEXT_KEY: None})
 
 
 async def _rebuild(

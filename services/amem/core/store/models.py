@@ -87,3 +87,32 @@ async def check(
         f"serve {model} again (docs/operations.md, Changing the embedding model)",
         retry_after=None,
     )
+
+
+class ModelRecords:
+    """A store's view of its collections' records, as it last read or wrote them (by
+    collection id), and the check of each vector it is given against them."""
+
+    def __init__(self, call: Call, serving: Callable[[], str | None]) -> None:
+        self._call = call
+        self._serving = serving
+        self._meta: dict[Any, Meta] = {}
+
+    def _known(self, col: AsyncCollection) -> Meta:
+        return self._meta.get(col.id) or dict(col.metadata or {})
+
+    def of(self, col: AsyncCollection) -> tuple[str | None, str | None]:
+        """The model the collection records, and the one a re-embed moves it to."""
+        return recorded(self._known(col))
+
+    async def mark(self, col: AsyncCollection, **fields: str | None) -> None:
+        self._meta[col.id] = await mark(self._call, col, self._known(col), **fields)
+
+    async def check(
+        self, client: AsyncClientAPI, tenant: str, col: AsyncCollection, *, writing: bool
+    ) -> None:
+        serving = self._serving()
+        known = self._known(col)
+        self._meta[col.id] = await check(
+            self._call, client, tenant, col, known, serving, writing=writing
+        )

@@ -66,6 +66,7 @@ class NoteStore:
         (models.py). Without it, nothing is checked (a store that writes no vectors)."""
         self._timeout = timeout_s
         self._serving = model or (lambda: None)
+        self.models = models.ModelRecords(self._call, self._serving)
         self._breaker = Breaker(
             "chromadb",
             # A vanished collection is ChromaDB working, not failing.
@@ -76,7 +77,6 @@ class NoteStore:
         self._prefix = collection_prefix
         self._client: AsyncClientAPI | None = None
         self._collections: dict[str, AsyncCollection] = {}
-        self._meta: dict[Any, dict[str, Any]] = {}  # collection id -> metadata as last known
         self._lock = asyncio.Lock()
 
     def _call(self, op: str) -> AbstractAsyncContextManager[None]:
@@ -100,20 +100,7 @@ class NoteStore:
 
     async def _fits(self, tenant: str, col: AsyncCollection, *, writing: bool) -> None:
         """Refuse vectors of a model the collection does not record (models.py)."""
-        client = await self._get_client()
-        meta = self._meta.get(col.id) or dict(col.metadata or {})
-        serving = self._serving()
-        self._meta[col.id] = await models.check(
-            self._call, client, tenant, col, meta, serving, writing=writing
-        )
-
-    def model_of(self, col: AsyncCollection) -> tuple[str | None, str | None]:
-        """The model the collection records, and the one a re-embed moves it to (models.py)."""
-        return models.recorded(self._meta.get(col.id) or dict(col.metadata or {}))
-
-    async def mark_model(self, col: AsyncCollection, **fields: str | None) -> None:
-        meta = self._meta.get(col.id) or dict(col.metadata or {})
-        self._meta[col.id] = await models.mark(self._call, col, meta, **fields)
+        await self.models.check(await self._get_client(), tenant, col, writing=writing)
 
     def collection_name(self, tenant: str) -> str:
         return f"{self._prefix}{tenant}"
