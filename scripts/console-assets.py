@@ -23,7 +23,10 @@ PACKAGES = [
         "cytoscape",
         "3.35.0",
         "sha512-sMvBIXiGMnhkCaWz2R06FwF/27MNlS+Tqvi17foO9UhnUg3XGZccKjxsvEqQFAQYMSSZmN5SxYzUYlQ0DOJJ3g==",
-        {"package/dist/cytoscape.min.js": "cytoscape.min.js", "package/LICENSE": "cytoscape.LICENSE"},
+        {
+            "package/dist/cytoscape.min.js": "cytoscape.min.js",
+            "package/LICENSE": "cytoscape.LICENSE",
+        },
     ),
 ]
 
@@ -32,21 +35,28 @@ VENDOR = ROOT / "services" / "amem" / "gateway" / "console" / "vendor"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "amem" / "npm"
 
 
-def tarball(name: str, version: str, integrity: str) -> bytes:
+def _matches(data: bytes, integrity: str) -> bool:
     algorithm, _, expected = integrity.partition("-")
+    return base64.b64encode(hashlib.new(algorithm, data).digest()).decode() == expected
+
+
+def tarball(name: str, version: str, integrity: str) -> bytes:
     cached = CACHE / f"{name}-{version}.tgz"
     if cached.exists():
         data = cached.read_bytes()
-    else:
-        registry = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org").rstrip("/")
-        url = f"{registry}/{name}/-/{name}-{version}.tgz"
-        with urllib.request.urlopen(url, timeout=60) as response:
-            data = response.read()
-    digest = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
-    if digest != expected:
-        sys.exit(f"console-assets: {name}@{version} does not match its pinned {algorithm}")
+        if _matches(data, integrity):
+            return data
+        cached.unlink()  # cut short or damaged: fetched again
+    registry = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org").rstrip("/")
+    url = f"{registry}/{name}/-/{name}-{version}.tgz"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        data = response.read()
+    if not _matches(data, integrity):
+        sys.exit(f"console-assets: {url} does not match its pinned integrity {integrity}")
     CACHE.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(data)
+    partial = cached.with_suffix(".part")
+    partial.write_bytes(data)
+    partial.replace(cached)  # whole, or not there
     return data
 
 

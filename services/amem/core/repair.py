@@ -168,10 +168,11 @@ async def _copy(
     ids: Iterable[str],
     seen: dict[str, object],
     embedder: Embedder | None = None,
+    model: str | None = None,
 ) -> int:
     """Copy records (document, vector, metadata, as stored) by id, skipping those whose
     `updated_at` is what `seen` says was copied last; returns how many were copied. With an
-    `embedder`, each record's vector is made anew from its note's embedding text."""
+    `embedder`, each record's vector is made anew from its note's embedding text by `model`."""
     ids = list(dict.fromkeys(ids))
     copied = 0
     for start in range(0, len(ids), _PAGE):
@@ -192,7 +193,7 @@ async def _copy(
             continue
         vectors = [list(e) for e in got["embeddings"]]
         if embedder is not None:
-            vectors = await _embedded(embedder, got)
+            vectors = await _embedded(embedder, got, model)
         async with store.call("upsert"):
             await target.upsert(
                 ids=got["ids"],
@@ -206,15 +207,28 @@ async def _copy(
     return copied
 
 
-async def _embedded(embedder: Embedder, got: Any) -> list[list[float]]:
-    """Vectors of the records' notes, made anew (in chunks the embedding service takes)."""
+def _embedding_text(note_id: str, document: str, meta: Any) -> str:
+    try:
+        return from_record(note_id, document, meta).embedding_text()
+    except (ValueError, KeyError, TypeError):
+        return document  # a record that does not decode (doctor names it) keeps its content
+
+
+async def _embedded(embedder: Embedder, got: Any, model: str | None) -> list[list[float]]:
+    """Vectors of the records' notes, made anew (in chunks the embedding service takes), all
+    by `model`: a chunk another model answered (replicas serving two) stops the re-embed."""
     texts = [
-        from_record(i, d, m).embedding_text()
+        _embedding_text(i, d, m)
         for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
     ]
     vectors: list[list[float]] = []
     for start in range(0, len(texts), _EMBED_CHUNK):
         reply = await embedder.embed(texts[start : start + _EMBED_CHUNK], background=True)
+        if reply.model != model:
+            raise Unavailable(
+                f"the embedding service answered with {reply.model} as well as {model}: "
+                "re-embed once every replica serves one model"
+            )
         vectors += reply.vectors
     return vectors
 
@@ -262,21 +276,21 @@ async def _rebuild(
     fresh = await store.create_collection(f"{REBUILD_PREFIX}{tenant}-{stamp}", tenant, model=model)
     since = to_micros(utcnow() - _MARGIN)
     seen: dict[str, object] = {}  # id -> updated_at of the copy made
-    copied = await _copy(store, old, fresh, await _all_ids(store, old), seen, embedder)
+    copied = await _copy(store, old, fresh, await _all_ids(store, old), seen, embedder, model)
     passes = 1
     for _ in range(_PASSES):
         changed = await _changed_since(store, old, since)
         since = to_micros(utcnow() - _MARGIN)
-        again = await _copy(store, old, fresh, changed, seen, embedder)
+        again = await _copy(store, old, fresh, changed, seen, embedder, model)
         copied += again
         passes += 1
         if again < _SETTLED:
             break
     async with writer.locked(tenant):
         changed = await _changed_since(store, old, since)
-        copied += await _copy(store, old, fresh, changed, seen, embedder)
+        copied += await _copy(store, old, fresh, changed, seen, embedder, model)
         held, copies = set(await _all_ids(store, old)), set(await _all_ids(store, fresh))
-        copied += await _copy(store, old, fresh, held - copies, seen, embedder)
+        copied += await _copy(store, old, fresh, held - copies, seen, embedder, model)
         gone = list(copies - held)
         if gone:
             async with store.call("delete"):
@@ -297,7 +311,7 @@ async def _rebuild(
         # copied the old collection holds writes the new one lacks: a failure here leaves it
         # in place (named ...-old), for `amem doctor` to report.
         late = await _changed_since(store, old, since)
-        copied += await _copy(store, old, fresh, late, seen, embedder)
+        copied += await _copy(store, old, fresh, late, seen, embedder, model)
         client = await store.client()
         async with store.call("delete_collection"):
             await client.delete_collection(retired)

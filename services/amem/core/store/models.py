@@ -8,6 +8,10 @@ model of its latest answer) refuses, with 503 and the way out, to write or searc
 collection with another model's vectors. A collection made before models were recorded takes
 the model serving when it is first written or searched (upgrade amem before changing models).
 
+The model checked is that of the embedding client's latest answer, not carried with each
+vector: roll a new model out to every embedding replica at once (not replica by replica),
+since while two models answer side by side a vector of one may be checked as the other's.
+
 Changing the model is a re-embed of each tenant (`amem reindex --tenant T --re-embed`,
 core/repair.py): the collection is rebuilt with vectors of the model now serving. While that
 runs the old collection also names the new model (`amem_model_next`): writes embedded by it are
@@ -24,6 +28,7 @@ from chromadb.api import AsyncClientAPI
 from chromadb.api.models.AsyncCollection import AsyncCollection
 
 from amem.core.errors import Unavailable
+from amem.core.store.transport import CollectionGone
 
 MODEL_KEY = "amem_model"
 NEXT_KEY = "amem_model_next"
@@ -65,20 +70,26 @@ async def check(
     again before refusing: a re-embed may have begun since `meta` was read."""
     if serving is None:
         return meta  # no vector seen yet: nothing to check against
-    model, moving_to = recorded(meta)
+    model, _ = recorded(meta)
     if model is None:
         return await mark(call, col, meta, **{MODEL_KEY: serving})
-    if serving == model or (writing and serving == moving_to):
+    if serving == model:
         return meta
+    # Read again: a re-embed may have begun (or ended, or failed) since `meta` was read, and
+    # whether it is moving to `serving` is never taken from a cached copy.
     async with call("get_collection"):
-        meta = dict((await client.get_collection(col.name)).metadata or {})
+        stored = await client.get_collection(col.name)
+    if stored.id != col.id:
+        raise CollectionGone(f"the collection of tenant {tenant!r} was replaced")
+    meta = dict(stored.metadata or {})
     model, moving_to = recorded(meta)
     if serving == model or (writing and serving == moving_to):
         return meta
     if serving == moving_to:
         raise Unavailable(
             f"tenant {tenant!r} is being re-embedded with {serving}: search it again when that "
-            "finishes",
+            f"finishes (if no re-embed is running, run amem reindex --tenant {tenant} "
+            "--re-embed again)",
             retry_after=30,
         )
     raise Unavailable(

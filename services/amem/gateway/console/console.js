@@ -28,7 +28,15 @@
   const memoryLink = (id, label) => el("a", { class: "chip", href: `#/memory/${encodeURIComponent(id)}`, text: label || id });
   const badge = (status) => el("span", { class: `badge ${status}`, text: status });
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
-  const show = (...nodes) => view.replaceChildren(...nodes);
+  // Each navigation gets a number; a view that finishes loading after the user moved on is
+  // not shown (its buttons would act on another memory than the address names).
+  let navigation = 0;
+  let current = 0;
+  const show = (...nodes) => {
+    if (current !== navigation) throw new Superseded();
+    view.replaceChildren(...nodes);
+  };
+  class Superseded extends Error {}
 
   function fail(message) {
     const box = document.getElementById("error");
@@ -60,7 +68,10 @@
   // Runs a view, showing its failure in words.
   async function guarded(work) {
     fail("");
-    try { await work(); } catch (err) { fail(err instanceof ApiError ? `${err.message} (${err.status} ${err.code})` : String(err)); }
+    try { await work(); } catch (err) {
+      if (err instanceof Superseded) return;
+      fail(err instanceof ApiError ? `${err.message} (${err.status} ${err.code})` : String(err));
+    }
   }
 
   // --- sign in / out --------------------------------------------------------------------------
@@ -80,7 +91,10 @@
     const input = document.getElementById("key");
     sessionStorage.setItem(KEY, input.value.trim());
     input.value = "";
-    guarded(async () => { await signedIn(); location.hash = "#/search"; route(); });
+    guarded(async () => {
+      await signedIn();
+      if (location.hash === "#/search") route(); else location.hash = "#/search"; // hashchange routes
+    });
   });
   document.getElementById("sign-out").addEventListener("click", signOut);
 
@@ -237,6 +251,8 @@
       const f = new FormData(controls);
       guarded(() => graphView(id, Number(f.get("depth")), f.get("colour")));
     });
+    if (window.amemGraph) window.amemGraph.destroy(); // its listeners go with it
+    window.amemGraph = null;
     const box = el("div", { id: "graph" });
     show(el("h1", {}, "Graph of ", memoryLink(id)), controls,
       el("p", { class: "muted", text: `${links.memories.length} memories, ${links.edges.length} links${links.truncated ? " (cut at the server's cap)" : ""}. Click a memory to move there.` }),
@@ -318,6 +334,7 @@
   ];
 
   function route() {
+    current = ++navigation;
     const key = sessionStorage.getItem(KEY);
     document.getElementById("sign-in").hidden = Boolean(key);
     document.getElementById("nav").hidden = !key;
@@ -330,13 +347,15 @@
     const hash = location.hash || "#/search";
     for (const [pattern, render] of ROUTES) {
       const match = hash.match(pattern);
-      if (match) {
-        guarded(async () => {
-          if (!document.getElementById("who").textContent) await signedIn();
-          await render(...match.slice(1).map(decodeURIComponent));
-        });
-        return;
-      }
+      if (!match) continue;
+      let ids;
+      try { ids = match.slice(1).map(decodeURIComponent); } catch { break; } // a malformed address
+      if (ids.some((id) => id === "." || id === "..")) break; // never a memory: not a path either
+      guarded(async () => {
+        if (!document.getElementById("who").textContent) await signedIn();
+        await render(...ids);
+      });
+      return;
     }
     location.hash = "#/search";
   }
