@@ -328,7 +328,7 @@ class MemoryService:
 
     async def backlinks(self, tenant: str, note_id: str, *, limit: int) -> list[str]:
         """Ids of the notes whose links name `note_id`, at most `limit` of them."""
-        return [n.id for n in await self._store.linking_to(tenant, [note_id])][:limit]
+        return await self._store.ids_linking_to(tenant, note_id, limit=limit)
 
     async def _check_new_ids(self, tenant: str, ids: list[str]) -> None:
         """Ids callers chose must be new (and distinct). Two creates racing with one id leave

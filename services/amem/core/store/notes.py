@@ -391,6 +391,14 @@ class NoteStore:
         """Notes whose links name any of `ids`."""
         return await self._naming(tenant, "links", ids)
 
+    @_recollect
+    async def ids_linking_to(self, tenant: str, note_id: str, *, limit: int) -> list[str]:
+        """Ids of at most `limit` notes whose links name `note_id` (no note is read)."""
+        col = await self._collection(tenant)
+        async with self._call("get"):
+            got = await col.get(where={"links": {"$contains": note_id}}, include=[], limit=limit)
+        return list(got["ids"])
+
     async def influenced_by(self, tenant: str, ids: Sequence[str]) -> list[Note]:
         """Notes that evolution rewrote on behalf of any of `ids`."""
         return await self._naming(tenant, "influenced_by", ids)

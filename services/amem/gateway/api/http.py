@@ -58,13 +58,6 @@ IdempotencyKey = Annotated[
         "request is refused (422).",
     ),
 ]
-REPLAYED = {
-    "Idempotent-Replayed": {
-        "description": "true when this answers a repeat of an earlier request (see "
-        "Idempotency-Key); nothing was written",
-        "schema": {"type": "string"},
-    }
-}
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 

@@ -40,3 +40,10 @@ ETAG_HEADER = {
         "schema": {"type": "string"},
     }
 }
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "true when this answers a repeat of an earlier request (see "
+        "Idempotency-Key); nothing was written",
+        "schema": {"type": "string"},
+    }
+}

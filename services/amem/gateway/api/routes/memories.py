@@ -10,7 +10,6 @@ from amem.core.errors import InvalidArgument, PayloadTooLarge
 from amem.core.model import EvolutionStatus, Instant, NoteDraft, NoteFilter
 from amem.gateway.api.deps import Service, Settings, Tenant
 from amem.gateway.api.http import (
-    REPLAYED,
     IdempotencyKey,
     IfMatch,
     allowed_versions,
@@ -24,6 +23,7 @@ from amem.gateway.api.responses import (
     ETAG_HEADER,
     MEMORY_NOT_FOUND,
     PRECONDITION_FAILED,
+    REPLAYED,
     TENANT_ERRORS,
 )
 from amem.schemas import (
